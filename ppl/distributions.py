@@ -64,6 +64,12 @@ def logits_from(logits=None, probs=None, *, names=("logits", "probs")):
     return jnp.log(jnp.asarray(probs))
 
 
+def _check_has_category_axis(logits):
+    if jnp.ndim(logits) < 1:
+        raise ValueError(f"`logits` must have at least one axis (the categories), got shape "
+                         f"{jnp.shape(logits)}")
+
+
 class _SimplexLogitsDistribution(Distribution):
     """Shared constructor for distributions parameterised by `logits` over the last axis."""
 
@@ -71,8 +77,7 @@ class _SimplexLogitsDistribution(Distribution):
     pytree_data_fields = ("logits",)
 
     def __init__(self, logits, *, validate_args=None):
-        if jnp.ndim(logits) < 1:
-            raise ValueError(f"`logits` must have at least one axis (the categories), got shape {jnp.shape(logits)}")
+        _check_has_category_axis(logits)
         self.logits = jnp.asarray(logits)
         batch_shape, event_shape = self.logits.shape[:-1], self.logits.shape[-1:]
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
@@ -123,14 +128,14 @@ class _ConcreteBase(_SimplexLogitsDistribution):
 
     def __init__(self, temperature, logits, *, validate_args=None):
         logits = jnp.asarray(logits)
-        if jnp.ndim(logits) < 1:
-            raise ValueError(f"`logits` must have at least one axis (the categories), got shape {jnp.shape(logits)}")
+        _check_has_category_axis(logits)
         temperature = jnp.asarray(temperature, dtype=jnp.result_type(logits, float))
         # temperature broadcasts against the batch shape of logits.
         (temperature,) = promote_shapes(temperature, shape=logits.shape[:-1])
         self.temperature = temperature
         batch_shape = jnp.broadcast_shapes(jnp.shape(temperature), logits.shape[:-1])
-        super().__init__(jnp.broadcast_to(logits, batch_shape + logits.shape[-1:]), validate_args=validate_args)
+        logits = jnp.broadcast_to(logits, batch_shape + logits.shape[-1:])
+        super().__init__(logits, validate_args=validate_args)
 
     def _log_sample(self, key, sample_shape):
         shape = tuple(sample_shape) + self.batch_shape + self.event_shape
