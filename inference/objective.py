@@ -37,7 +37,7 @@ def collect_latent(variational: BayesianNet | None, latent: Latent | None) -> di
 
     Raises:
       ValueError: both or neither of `variational` and `latent` are given, or no latent at all.
-      TypeError: `variational` is not a `BayesianNet`, or a `latent` entry is not a pair.
+      TypeError: `variational` is not a `BayesianNet`, `latent` is not a dict, or an entry is not a pair.
     """
     if (variational is None) == (latent is None):
         given = "both" if variational is not None else "neither"
@@ -48,11 +48,15 @@ def collect_latent(variational: BayesianNet | None, latent: Latent | None) -> di
             raise TypeError(f"`variational` must be a sampled ppl.BayesianNet (call .observe(key) "
                             f"on the meta net), got {type(variational).__name__}")
         latent = {name: (node.value, node.log_prob) for name, node in variational.latent_nodes().items()}
+        if not latent:
+            raise ValueError("there are no latent variables: the variational net has no sampled node")
+    if not isinstance(latent, Mapping):
+        raise TypeError(f"`latent` must be a dict {{name: (samples, log_q)}}, got {type(latent).__name__}")
+    if not latent:
+        raise ValueError("there are no latent variables: `latent` is empty")
     for name, pair in latent.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise TypeError(f"latent[{name!r}] must be a pair (samples, log_q), got {type(pair).__name__}")
-    if not latent:
-        raise ValueError("there are no latent variables: the variational net has no sampled node")
     return dict(latent)
 
 
@@ -89,7 +93,11 @@ class VariationalObjective:
         if both:
             raise ValueError(f"{both} are given both as observed and as latent")
         self.latent_nodes = None if variational is None else variational.latent_nodes()
-        self.bn = meta_bn.observe(**observed, **{name: pair[0] for name, pair in latent.items()})
+        try:
+            self.bn = meta_bn.observe(**observed, **{name: pair[0] for name, pair in latent.items()})
+        except ValueError as error:   # e.g. a model node neither observed nor given as a latent
+            raise ValueError(f"conditioning the model {meta_bn.name!r} on observed {sorted(observed)} "
+                             f"and latent {sorted(latent)}: {error}") from None
         self.log_joint = self.bn.log_joint()
         self.log_q = sum_log_probs(pair[1] for pair in latent.values())
         ndim = len(jnp.broadcast_shapes(jnp.shape(self.log_joint), jnp.shape(self.log_q)))

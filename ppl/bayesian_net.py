@@ -311,15 +311,19 @@ class BayesianNet:
 def _check_sizes(name, distribution, group_ndims, n_samples):
     if not isinstance(distribution, dist.Distribution):
         raise TypeError(f"node {name!r}: expected a numpyro Distribution, got {type(distribution).__name__}")
-    if not isinstance(group_ndims, (int, np.integer)) or group_ndims < 0:
+    if not _is_int(group_ndims) or group_ndims < 0:
         raise ValueError(f"node {name!r}: group_ndims must be a non-negative int, got {group_ndims!r}")
     batch_shape = tuple(distribution.batch_shape)
     if group_ndims > len(batch_shape):
         raise ValueError(f"node {name!r}: group_ndims={group_ndims} exceeds the rank of its batch "
                          f"shape {batch_shape}")
-    if n_samples is not None and (not isinstance(n_samples, (int, np.integer)) or n_samples < 1):
+    if n_samples is not None and (not _is_int(n_samples) or n_samples < 1):
         raise ValueError(f"node {name!r}: n_samples must be a positive int or None, got {n_samples!r}")
     return int(group_ndims), (None if n_samples is None else int(n_samples))
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
 def _check_observation(name, value, distribution, expected):

@@ -79,8 +79,10 @@ def poisson(rate):
 
 
 def binomial(logits=None, n_experiments=None, *, probs=None):
-    """Binomial with `n_experiments` trials and success `logits` (or `probs`)."""
+    """Binomial with `n_experiments` trials and success log-odds `logits` (or `probs`)."""
     _require("n_experiments", n_experiments)
+    if probs is not None and logits is None:
+        return dist.BinomialProbs(probs, total_count=n_experiments)
     return dist.BinomialLogits(logits_from(logits, probs), total_count=n_experiments)
 
 
@@ -113,8 +115,9 @@ def laplace(loc, scale):
 
 
 def bin_concrete(temperature, logits=None, *, probs=None):
-    """Binary Concrete relaxation of a Bernoulli (Maddison et al., 2017), values in (0, 1)."""
-    return dist.RelaxedBernoulliLogits(temperature, logits_from(logits, probs))
+    """Binary Concrete relaxation of a Bernoulli (Maddison et al., 2017), values in (0, 1); `logits`
+    are log-odds, or `probs` the probabilities of 1."""
+    return dist.RelaxedBernoulliLogits(temperature, _log_odds(logits, probs))
 
 
 def exp_concrete(temperature, logits=None, *, probs=None):
@@ -136,6 +139,14 @@ def matrix_variate_normal_cholesky(mean, u_tril, v_tril):
     """Matrix normal MN(mean, U, V) with row covariance U = u_tril u_tril^T ([n, n]) and column
     covariance V = v_tril v_tril^T ([p, p]); event shape `[n, p]`."""
     return dist.MatrixNormal(mean, u_tril, v_tril)
+
+
+def _log_odds(logits, probs):
+    """Log-odds of a binary variable from `logits` or `probs` (log(probs) would be wrong here)."""
+    if probs is not None and logits is None:
+        probs = jnp.asarray(probs)
+        return jnp.log(probs) - jnp.log1p(-probs)
+    return logits_from(logits, probs)
 
 
 def _require(name, value):
