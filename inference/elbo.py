@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jax
 
+from inference import estimators
+from inference.estimators import ReinforceResult, ReinforceState
 from inference.objective import VariationalObjective
 
 __all__ = ["EvidenceLowerBoundObjective", "elbo"]
@@ -42,6 +44,46 @@ class EvidenceLowerBoundObjective(VariationalObjective):
         self._require_reparameterized("sgvb")
         return -self._mean(self.log_weight)
 
+    def reinforce(self, baseline_state: ReinforceState, variance_reduction: bool = True,
+                  baseline: jax.Array | None = None, decay: float = 0.8) -> ReinforceResult:
+        """Score-function (REINFORCE / NVIL) surrogate cost, with the moving-average state in and out.
+
+        ZhuSuan's `reinforce(variance_reduction, baseline, decay)`, with its hidden moving-average
+        variable made explicit as `baseline_state` (start from `inference.reinforce_init()`). See
+        `inference.estimators.reinforce` for the estimator, the meaning of `decay` and the shapes.
+
+        Args:
+          baseline_state: the `ReinforceState` returned by the previous step.
+          variance_reduction: centre the learning signal with the moving average (and `baseline`).
+          baseline: optional learned per-data-point baseline `b(x)`, broadcastable to `log_joint`.
+          decay: moving-average decay: `new = decay * old + (1 - decay) * mean(signal)`.
+
+        Returns:
+          `ReinforceResult(cost, baseline_cost, state)`: minimise `cost` for the model and
+          variational parameters, `baseline_cost` for the baseline network, and pass `state` on.
+
+        Raises:
+          ValueError: a latent of the variational net is reparameterised (gradients would flow
+            through the samples; build it with `is_reparameterized=False`), or see
+            `inference.estimators.reinforce`.
+
+        Example:
+          >>> state = inference.reinforce_init()
+          >>> result = elbo(model, {"x": x}, variational=q, axis=0).reinforce(state)
+          >>> loss, state = jnp.mean(result.cost), result.state
+        """
+        self._require_score_function("reinforce")
+        return estimators.reinforce(self.log_joint, self.log_q, baseline_state, axis=self.axis,
+                                    variance_reduction=variance_reduction, baseline=baseline,
+                                    decay=decay)
+
+    def _require_score_function(self, estimator: str) -> None:
+        for name, node in (self.latent_nodes or {}).items():
+            if node.is_reparameterized:
+                raise ValueError(f"{estimator} is a score-function estimator, but latent {name!r} "
+                                 f"({type(node.distribution).__name__}) is reparameterised; build it "
+                                 "with is_reparameterized=False")
+
 
 def elbo(meta_bn, observed, variational=None, latent=None, axis=None) -> EvidenceLowerBoundObjective:
     """The evidence lower bound of `meta_bn` given `observed`, under the variational posterior.
@@ -54,7 +96,8 @@ def elbo(meta_bn, observed, variational=None, latent=None, axis=None) -> Evidenc
       axis: the particle axis to average over (None: a single sample, no particle axis).
 
     Returns:
-      An `EvidenceLowerBoundObjective`: `.value` (per data point) and `.sgvb()` (cost).
+      An `EvidenceLowerBoundObjective`: `.value` (per data point), `.sgvb()` (cost) and
+      `.reinforce(baseline_state, ...)` (`ReinforceResult`).
 
     Example:
       >>> q = build_q(params, x, n_particles=10).observe(key)

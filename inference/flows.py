@@ -1,0 +1,215 @@
+"""Normalizing flows as pure functions over `(samples, log_q)` with explicit parameter pytrees.
+
+A flow maps samples `z ~ q` through an invertible function `f` and returns `(f(z), log q(z) -
+log |det df/dz|)`, the samples and log-density of the refined posterior (ZhuSuan's `transform`).
+Feed the result to any objective as `latent={name: (samples, log_q)}`. Parameters are NamedTuples
+with a leading `[n_layers]` axis; layers are applied with `lax.scan`. Every flow has an `init_*`
+function (key first) that returns its parameters.
+
+Shapes: `samples` is `[*batch, dim]` (the last axis is the event), `log_q` is `[*batch]`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["PlanarParams", "IAFParams", "init_planar", "planar", "init_iaf", "iaf", "made_masks"]
+
+
+class PlanarParams(NamedTuple):
+    """Planar flow parameters for `n_layers` layers.
+
+    Attributes:
+      u: shape `[n_layers, dim]`, the direction of the update (made invertible inside `planar`).
+      w: shape `[n_layers, dim]`, the projection.
+      b: shape `[n_layers]`, the bias.
+    """
+
+    u: jax.Array
+    w: jax.Array
+    b: jax.Array
+
+
+def _check(name, samples, log_q, dim):
+    if jnp.ndim(samples) < 1 or samples.shape[-1] != dim:
+        raise ValueError(f"{name}: samples must have shape [*batch, {dim}] to match the parameters, got "
+                         f"{jnp.shape(samples)}")
+    try:
+        jnp.broadcast_shapes(jnp.shape(log_q), samples.shape[:-1])
+    except ValueError:
+        raise ValueError(f"{name}: log_q of shape {jnp.shape(log_q)} does not broadcast with the samples' "
+                         f"batch shape {samples.shape[:-1]}") from None
+
+
+def init_planar(key: jax.Array, dim: int, n_layers: int, scale: float = 0.01) -> PlanarParams:
+    """Small random planar-flow parameters (near the identity map).
+
+    Args:
+      key: a JAX PRNG key.
+      dim: the event size of the samples.
+      n_layers: how many planar layers.
+      scale: the standard deviation of the initial `u` and `w`.
+
+    Returns:
+      `PlanarParams` with shapes `[n_layers, dim]`, `[n_layers, dim]`, `[n_layers]`.
+    """
+    key_u, key_w = jax.random.split(key)
+    return PlanarParams(scale * jax.random.normal(key_u, (n_layers, dim)),
+                        scale * jax.random.normal(key_w, (n_layers, dim)), jnp.zeros((n_layers,)))
+
+
+def planar(params: PlanarParams, samples: jax.Array, log_q: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Planar flow `f(z) = z + u' tanh(w . z + b)`, layer after layer.
+
+    `u' = u + (softplus(w . u) - 1 - w . u) w / |w|^2` guarantees `w . u' >= -1`, so every layer is
+    invertible and `log |det| = log |1 + u' . w (1 - tanh^2(w . z + b))|`.
+
+    Args:
+      params: `PlanarParams` (leading axis `[n_layers]`).
+      samples: `z`, shape `[*batch, dim]`.
+      log_q: log q(z), shape `[*batch]` (or broadcastable to it).
+
+    Returns:
+      `(f(z), log_q - sum of log |det|)`, shapes `[*batch, dim]` and `[*batch]`.
+
+    Raises:
+      ValueError: samples whose last axis is not `dim`, or `log_q` that does not match the batch.
+
+    References:
+      Rezende and Mohamed, `Variational Inference with Normalizing Flows
+      <https://arxiv.org/abs/1505.05770>`_, 2015.
+    """
+    _check("planar", samples, log_q, params.u.shape[-1])
+    log_q = jnp.broadcast_to(log_q, samples.shape[:-1])
+
+    def layer(carry, p):
+        z, lq = carry
+        u, w, b = p
+        wu = jnp.dot(w, u)
+        u_hat = u + (jax.nn.softplus(wu) - 1.0 - wu) * w / (jnp.dot(w, w) + 1e-12)
+        h = jnp.tanh(z @ w + b)                                         # [*batch]
+        z = z + h[..., None] * u_hat
+        log_det = jnp.log(jnp.abs(1.0 + (1.0 - h**2) * jnp.dot(u_hat, w)))
+        return (z, lq - log_det), None
+
+    (samples, log_q), _ = jax.lax.scan(layer, (samples, log_q), params)
+    return samples, log_q
+
+
+class IAFParams(NamedTuple):
+    """Inverse autoregressive flow parameters for `n_layers` steps of a one-hidden-layer MADE.
+
+    Attributes:
+      w_in: `[n_layers, dim, hidden]` input-to-hidden weights (masked).
+      b_in: `[n_layers, hidden]`.
+      w_context: `[n_layers, context_dim, hidden]` weights of the optional context `h` (unmasked;
+        `context_dim` may be 0).
+      w_mean, w_scale: `[n_layers, hidden, dim]` hidden-to-output weights (masked).
+      b_mean, b_scale: `[n_layers, dim]`; `b_scale` starts positive so each step starts near identity.
+    """
+
+    w_in: jax.Array
+    b_in: jax.Array
+    w_context: jax.Array
+    w_mean: jax.Array
+    b_mean: jax.Array
+    w_scale: jax.Array
+    b_scale: jax.Array
+
+
+def made_masks(dim: int, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """MADE masks for one hidden layer: output `i` depends only on inputs `j < i` (0-based order).
+
+    Returns:
+      `(mask_in [dim, hidden], mask_out [hidden, dim])` of 0/1 floats.
+
+    References:
+      Germain, Gregor, Murray and Larochelle, `MADE: Masked Autoencoder for Distribution Estimation
+      <https://arxiv.org/abs/1502.03509>`_, 2015.
+    """
+    degree_in = np.arange(1, dim + 1)
+    degree_hidden = np.arange(hidden) % max(dim - 1, 1) + 1
+    mask_in = (degree_in[:, None] <= degree_hidden[None, :]).astype(np.float32)
+    mask_out = (degree_hidden[:, None] < degree_in[None, :]).astype(np.float32)
+    return mask_in, mask_out
+
+
+def init_iaf(key: jax.Array, dim: int, n_layers: int, hidden: int, context_dim: int = 0,
+             forget_bias: float = 1.0) -> IAFParams:
+    """Random IAF parameters (Glorot-scaled weights, zero mean biases, `forget_bias` on the gates).
+
+    Args:
+      key: a JAX PRNG key.
+      dim: the event size of the samples.
+      n_layers: how many IAF steps.
+      hidden: the width of each MADE's hidden layer.
+      context_dim: the size of the optional context vector `h` (0: none).
+      forget_bias: initial `b_scale`; sigmoid(1) = 0.73 keeps steps close to the identity.
+
+    Returns:
+      `IAFParams` with the shapes listed there.
+    """
+    keys = jax.random.split(key, 4)
+
+    def glorot(k, shape):
+        return jax.random.normal(k, shape) * np.sqrt(2.0 / (shape[-2] + shape[-1] + 1e-9))
+
+    return IAFParams(
+        w_in=glorot(keys[0], (n_layers, dim, hidden)), b_in=jnp.zeros((n_layers, hidden)),
+        w_context=glorot(keys[1], (n_layers, context_dim, hidden)),
+        w_mean=glorot(keys[2], (n_layers, hidden, dim)), b_mean=jnp.zeros((n_layers, dim)),
+        w_scale=glorot(keys[3], (n_layers, hidden, dim)), b_scale=jnp.full((n_layers, dim), forget_bias))
+
+
+def iaf(params: IAFParams, samples: jax.Array, log_q: jax.Array,
+        context: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Inverse autoregressive flow: `z <- sigma * z + (1 - sigma) * m`, `(m, s) = MADE(z, h)`.
+
+    `sigma = sigmoid(s)`; since `m_i, s_i` depend only on `z_{<i}`, the Jacobian is triangular and
+    `log |det| = sum_i log sigma_i`. The order of the variables is reversed after every step.
+
+    Args:
+      params: `IAFParams` (leading axis `[n_layers]`).
+      samples: `z`, shape `[*batch, dim]`.
+      log_q: log q(z), shape `[*batch]` (or broadcastable to it).
+      context: optional `h` from the encoder, shape broadcastable to `[*batch, context_dim]`.
+
+    Returns:
+      `(f(z), log_q - sum of log |det|)`, shapes `[*batch, dim]` and `[*batch]`.
+
+    Raises:
+      ValueError: samples whose last axis is not `dim`; `log_q` that does not match the batch; a
+        `context` whose last axis is not `context_dim` (or a missing one when `context_dim > 0`).
+
+    References:
+      Kingma, Salimans, Jozefowicz, Chen, Sutskever and Welling, `Improving Variational Inference
+      with Inverse Autoregressive Flow <https://arxiv.org/abs/1606.04934>`_, 2016.
+    """
+    dim, hidden = params.w_in.shape[-2:]
+    context_dim = params.w_context.shape[-2]
+    _check("iaf", samples, log_q, dim)
+    if (context is None) != (context_dim == 0) or (context is not None and context.shape[-1] != context_dim):
+        raise ValueError(f"iaf: the parameters take a context of size {context_dim}, got "
+                         f"{None if context is None else jnp.shape(context)}")
+    log_q = jnp.broadcast_to(log_q, samples.shape[:-1])
+    mask_in, mask_out = (jnp.asarray(m) for m in made_masks(dim, hidden))
+
+    def step(carry, p):
+        z, lq = carry
+        pre = z @ (p.w_in * mask_in) + p.b_in
+        if context is not None:
+            pre = pre + context @ p.w_context
+        act = jax.nn.elu(pre)
+        mean = act @ (p.w_mean * mask_out) + p.b_mean
+        gate = act @ (p.w_scale * mask_out) + p.b_scale
+        z = jax.nn.sigmoid(gate) * z + jax.nn.sigmoid(-gate) * mean
+        lq = lq - jnp.sum(jax.nn.log_sigmoid(gate), -1)
+        return (jnp.flip(z, -1), lq), None
+
+    (samples, log_q), _ = jax.lax.scan(step, (samples, log_q), params)
+    n_layers = params.w_in.shape[0]
+    return (jnp.flip(samples, -1) if n_layers % 2 else samples), log_q
