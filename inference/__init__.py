@@ -1,14 +1,33 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows
+from inference import estimators, flows, hmc
+from inference.ais import AIS, AISResult
+from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
 from inference.elbo import EvidenceLowerBoundObjective, elbo
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
+from inference.hmc import HMC, HMCSampleInfo
 from inference.importance import is_loglikelihood, log_mean_exp
 from inference.iw_objective import ImportanceWeightedObjective, importance_weighted_objective, iw_objective
 from inference.klpq import InclusiveKLObjective, klpq
+from inference.log_joint import LatentSpec, LogJointModel, latent_specs, log_joint_fn, make_log_joint
 from inference.objective import VariationalObjective
 
 __all__ = [
+    "AIS",
+    "AISResult",
+    "HMC",
+    "HMCSampleInfo",
+    "LatentSpec",
+    "LogJointModel",
+    "effective_sample_size",
+    "hmc",
+    "latent_specs",
+    "log_joint_fn",
+    "make_log_joint",
+    "print_summary",
+    "rhat",
+    "summary",
+    "to_arviz",
     "EvidenceLowerBoundObjective",
     "ImportanceWeightedObjective",
     "InclusiveKLObjective",

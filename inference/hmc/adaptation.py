@@ -1,0 +1,216 @@
+"""Warmup adaptation: initial step size, dual averaging, and mass-matrix estimators.
+
+Each adapter is an `(init, update, final)` triple of pure functions over a NamedTuple state, so
+they compose inside one `lax.scan` and batch over chains with `jax.vmap`:
+
+- `find_reasonable_step_size`: the doubling/halving heuristic of Hoffman and Gelman (2014, Alg. 4).
+- `dual_averaging_*`: step-size adaptation toward a target acceptance rate (Hoffman and Gelman
+  2014, section 3.2, after Nesterov 2009).
+- `welford_*`: running mean and (co)variance of the positions, for a diagonal or dense inverse
+  mass matrix, regularised toward the identity as in Stan.
+- `ema_*`: ZhuSuan's exponentially weighted moving variance (`mass_decay`).
+- `window_schedule`: Stan's windowed warmup (fast, slow doubling windows, fast).
+
+References:
+  Hoffman and Gelman, `The No-U-Turn Sampler <https://arxiv.org/abs/1111.4246>`_, JMLR 2014;
+  Stan Reference Manual, `HMC algorithm parameters
+  <https://mc-stan.org/docs/reference-manual/mcmc.html#hmc-algorithm-parameters>`_;
+  Welford, `Note on a method for calculating corrected sums of squares and products
+  <https://doi.org/10.1080/00401706.1962.10490022>`_, Technometrics 1962.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from inference.hmc.kernel import HMCState, energy_change
+
+__all__ = [
+    "DualAveragingState", "dual_averaging_init", "dual_averaging_update", "dual_averaging_final",
+    "WelfordState", "welford_init", "welford_update", "welford_final",
+    "EMAState", "ema_init", "ema_update", "ema_final",
+    "window_schedule", "find_reasonable_step_size",
+]
+
+
+class DualAveragingState(NamedTuple):
+    """Dual-averaging state (all shape `[]`): log step size, its running average, the iteration
+    count, the averaged acceptance error, and the shrinkage point mu = log(10 * step size)."""
+
+    log_step_size: jax.Array
+    log_step_size_avg: jax.Array
+    count: jax.Array
+    error_avg: jax.Array
+    mu: jax.Array
+
+
+def dual_averaging_init(step_size) -> DualAveragingState:
+    """Starts dual averaging at `step_size` with mu = log(10 * step_size)."""
+    log_step_size = jnp.log(jnp.asarray(step_size, jnp.float32))
+    zero = jnp.zeros((), jnp.float32)
+    mu = jnp.log(10.0) + log_step_size
+    return DualAveragingState(log_step_size, zero, jnp.zeros((), jnp.int32), zero, mu)
+
+
+def dual_averaging_update(state: DualAveragingState, acceptance_rate, target_acceptance_rate=0.8,
+                          gamma=0.05, t0=100.0, kappa=0.75) -> DualAveragingState:
+    """One dual-averaging step after observing a transition's `acceptance_rate` (shape `[]`).
+
+    .. math::
+      \\bar H_t = (1 - \\tfrac{1}{t + t_0}) \\bar H_{t-1} + \\tfrac{1}{t + t_0}(\\delta - \\alpha_t),\\quad
+      \\log \\epsilon_t = \\mu - \\tfrac{\\sqrt t}{\\gamma} \\bar H_t,\\quad
+      \\log \\bar\\epsilon_t = t^{-\\kappa} \\log \\epsilon_t + (1 - t^{-\\kappa}) \\log \\bar\\epsilon_{t-1}
+    """
+    count = state.count + 1
+    t = count.astype(jnp.float32)
+    eta = 1.0 / (t + t0)
+    error_avg = (1.0 - eta) * state.error_avg + eta * (target_acceptance_rate - acceptance_rate)
+    log_step_size = state.mu - jnp.sqrt(t) / gamma * error_avg
+    weight = t ** (-kappa)
+    log_step_size_avg = weight * log_step_size + (1.0 - weight) * state.log_step_size_avg
+    return DualAveragingState(log_step_size, log_step_size_avg, count, error_avg, state.mu)
+
+
+def dual_averaging_final(state: DualAveragingState) -> jax.Array:
+    """The step size to sample with: exp of the averaged log step size."""
+    return jnp.exp(state.log_step_size_avg)
+
+
+class WelfordState(NamedTuple):
+    """Running mean `[d]`, sum of squared deviations (`[d]` or `[d, d]`), and count `[]`."""
+
+    mean: jax.Array
+    m2: jax.Array
+    count: jax.Array
+
+
+def welford_init(dim: int, is_dense: bool = False, dtype=jnp.float32) -> WelfordState:
+    m2 = jnp.zeros((dim, dim) if is_dense else (dim,), dtype)
+    return WelfordState(jnp.zeros((dim,), dtype), m2, jnp.zeros((), dtype))
+
+
+def welford_update(state: WelfordState, x: jax.Array) -> WelfordState:
+    """Adds one flat position `x` of shape `[d]`."""
+    count = state.count + 1
+    delta = x - state.mean
+    mean = state.mean + delta / count
+    if state.m2.ndim == 2:
+        m2 = state.m2 + jnp.outer(x - mean, delta)
+    else:
+        m2 = state.m2 + (x - mean) * delta
+    return WelfordState(mean, m2, count)
+
+
+def welford_final(state: WelfordState) -> jax.Array:
+    """Stan's regularised (co)variance: n/(n+5) * sample cov + 1e-3 * 5/(n+5) * I."""
+    n = state.count
+    covariance = state.m2 / jnp.maximum(n - 1, 1)
+    shrink = 1e-3 * 5.0 / (n + 5.0)
+    if covariance.ndim == 2:
+        return (n / (n + 5.0)) * covariance + shrink * jnp.eye(covariance.shape[0], dtype=covariance.dtype)
+    return (n / (n + 5.0)) * covariance + shrink
+
+
+class EMAState(NamedTuple):
+    """Exponentially weighted mean and variance `[d]`, with the bias-correction weight `[]`."""
+
+    mean: jax.Array
+    variance: jax.Array
+    weight: jax.Array
+
+
+def ema_init(dim: int, dtype=jnp.float32) -> EMAState:
+    return EMAState(jnp.zeros((dim,), dtype), jnp.zeros((dim,), dtype), jnp.zeros((), dtype))
+
+
+def ema_update(state: EMAState, x: jax.Array, decay=0.99) -> EMAState:
+    """ZhuSuan's moving variance: mean <- d mean + (1-d) x; var <- d var + (1-d)(x - mean_old)^2 d."""
+    delta = x - state.mean
+    mean = state.mean + (1.0 - decay) * delta
+    variance = decay * (state.variance + (1.0 - decay) * delta ** 2)
+    return EMAState(mean, variance, decay * state.weight + (1.0 - decay))
+
+
+def ema_final(state: EMAState) -> jax.Array:
+    """The bias-corrected moving variance (1 where nothing was collected yet)."""
+    variance = state.variance / jnp.maximum(state.weight, 1e-12)
+    return jnp.where(state.weight > 0, jnp.maximum(variance, 1e-6), 1.0)
+
+
+def window_schedule(n_warmup: int, initial_buffer: int = 75, final_buffer: int = 50,
+                    base_window: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Stan's windowed warmup: which iterations collect positions and which end a window.
+
+    A fast initial buffer (step size only), slow windows that double in length (positions are
+    collected; at each window's end the mass matrix is re-estimated and dual averaging restarts),
+    and a fast final buffer. When `n_warmup` is too short for the defaults, the buffers become
+    15% / 10% of it; below 20 iterations there are no windows.
+
+    Returns:
+      `(is_collecting, is_window_end)`: bool arrays of shape `[n_warmup]`.
+    """
+    is_collecting = np.zeros(n_warmup, bool)
+    is_window_end = np.zeros(n_warmup, bool)
+    if n_warmup < 20:
+        return is_collecting, is_window_end
+    if initial_buffer + base_window + final_buffer > n_warmup:
+        initial_buffer, final_buffer = int(0.15 * n_warmup), int(0.1 * n_warmup)
+        base_window = n_warmup - initial_buffer - final_buffer
+    start, window, end_slow = initial_buffer, base_window, n_warmup - final_buffer
+    while start < end_slow:
+        stop = start + window
+        if stop + 2 * window > end_slow:  # the next window would not fit: stretch this one
+            stop = end_slow
+        is_collecting[start:stop] = True
+        is_window_end[stop - 1] = True
+        start, window = stop, 2 * window
+    return is_collecting, is_window_end
+
+
+def find_reasonable_step_size(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matrix,
+                              target_acceptance: float = 0.5, max_iterations: int = 100):
+    """Doubles or halves `step_size` until a one-leapfrog proposal's acceptance crosses 1/2.
+
+    Args:
+      key: PRNG key (a fresh momentum each try).
+      state: the chain's `HMCState`.
+      log_joint_fn, inverse_mass_matrix: as for the kernel.
+      step_size: starting step size, shape `[]`.
+
+    Returns:
+      The step size, shape `[]`.
+
+    References:
+      Hoffman and Gelman, `The No-U-Turn Sampler <https://arxiv.org/abs/1111.4246>`_, 2014, Alg. 4.
+    """
+
+    def log_accept(key, eps):
+        _, energy0, energy1 = energy_change(log_joint_fn, state, key, eps, inverse_mass_matrix, 1)
+        return jnp.where(jnp.isfinite(energy1), energy0 - energy1, -jnp.inf)
+
+    target_log_accept = float(np.log(target_acceptance))
+    step_size = jnp.asarray(step_size, jnp.float32)
+    key, key_first = jax.random.split(key)
+    direction = jnp.where(log_accept(key_first, step_size) > target_log_accept, 1.0, -1.0)
+
+    def cond(carry):
+        _, eps, i, is_done = carry
+        return (~is_done) & (i < max_iterations)
+
+    def body(carry):
+        key, eps, i, _ = carry
+        key, key_try = jax.random.split(key)
+        new_eps = eps * 2.0 ** direction
+        crossed = (direction * (log_accept(key_try, new_eps) - target_log_accept)) <= 0
+        # keep the last step size on the good side when growing; the first small enough when shrinking
+        eps = jnp.where(crossed & (direction > 0), eps, new_eps)
+        return key, eps, i + 1, crossed
+
+    _, step_size, _, _ = lax.while_loop(cond, body, (key, step_size, jnp.zeros((), jnp.int32),
+                                                     jnp.zeros((), bool)))
+    return step_size

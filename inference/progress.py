@@ -1,0 +1,67 @@
+"""A progress bar for jitted, vmapped loops: host callbacks from inside `lax.scan`.
+
+`progress_callback(i, total, bar)` is called in the body of a scan over time (outside the vmap
+over chains, so it fires once per step for all chains); every `every` steps it sends the step
+number to the host with `jax.debug.callback`, which moves a tqdm bar. Nothing is recompiled and
+the loop stays one XLA program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from jax import lax
+
+__all__ = ["ProgressBar", "progress_callback"]
+
+
+class ProgressBar:
+    """A tqdm bar on the host (a no-op when tqdm is missing or `is_enabled` is False).
+
+    Args:
+      total: the number of steps of the whole run.
+      description: the bar's label.
+      is_enabled: whether to show anything.
+    """
+
+    def __init__(self, total: int, description: str = "HMC", is_enabled: bool = True):
+        self.total = int(total)
+        self._bar = None
+        if is_enabled and total > 0:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # tqdm is an optional dependency
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=self.total, desc=description)
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._bar is not None
+
+    def set(self, step: Any) -> None:
+        """Moves the bar to `step` (idempotent, so duplicate callbacks from devices are harmless)."""
+        if self._bar is not None:
+            step = min(int(step), self.total)
+            if step > self._bar.n:
+                self._bar.update(step - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self.set(self.total)
+            self._bar.close()
+
+
+def progress_callback(step: jax.Array, every: int, bar: ProgressBar | None) -> None:
+    """Inside a scan body: report `step + 1` to `bar` when `(step + 1) % every == 0`.
+
+    Args:
+      step: the scan's step counter, an unbatched int array of shape `[]`.
+      every: report interval in steps (static).
+      bar: the host bar, or None (then nothing is traced).
+    """
+    if bar is None or not bar.is_enabled:
+        return
+    lax.cond((step + 1) % every == 0,
+             lambda s: jax.debug.callback(bar.set, s + 1), lambda s: None, step)
