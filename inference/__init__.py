@@ -1,6 +1,6 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows, hmc
+from inference import estimators, flows, hmc, sgmcmc
 from inference.ais import AIS, AISResult
 from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
 from inference.elbo import EvidenceLowerBoundObjective, elbo
@@ -11,8 +11,16 @@ from inference.iw_objective import ImportanceWeightedObjective, importance_weigh
 from inference.klpq import InclusiveKLObjective, klpq
 from inference.log_joint import LatentSpec, LogJointModel, latent_specs, log_joint_fn, make_log_joint
 from inference.objective import VariationalObjective
+from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, SGMCMCResult, scaled_log_joint
 
 __all__ = [
+    "PSGLD",
+    "SGHMC",
+    "SGLD",
+    "SGMCMCResult",
+    "SGNHT",
+    "scaled_log_joint",
+    "sgmcmc",
     "AIS",
     "AISResult",
     "HMC",

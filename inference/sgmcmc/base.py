@@ -1,0 +1,134 @@
+"""The shared shape of the SG-MCMC samplers: `init`, `update`, `step`, with the gradient plumbing.
+
+A sampler is a small configuration object (optax style) whose methods are pure functions:
+
+- `init(latent) -> State`: the latents `{name: array}` become the starting state.
+- `gradient_position(key, state) -> position`: where this step needs the log-joint gradient. It is
+  `state.position` for SGLD and PSGLD and the first-order integrators; the second-order integrators
+  of SGHMC and SGNHT evaluate it half a step ahead, at `position + momentum / 2` (after resampling
+  the momentum with this same `key`).
+- `update(key, state, log_joint_grad) -> (State, Info)`: one step from a gradient dict taken at
+  `gradient_position(key, state)`, or from a callable `position -> gradient dict`.
+- `step(key, state, meta_bn, observed) -> (State, Info)`: the same, with the gradient of the model's
+  (minibatch) log-joint taken through the DSL.
+
+Every state is a NamedTuple with `position` and `count` (steps taken, for learning-rate schedules
+and momentum resampling); its tree structure, shapes and dtypes never change, so steps scan.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+
+from inference.sgmcmc.gradients import log_joint_grad_fn
+
+__all__ = ["SGMCMC", "check_learning_rate", "check_latent"]
+
+
+def check_learning_rate(learning_rate: Any) -> Any:
+    """Checks a learning rate: a positive number or a callable schedule `count -> rate`.
+
+    Raises:
+      ValueError: a non-positive number.
+      TypeError: neither a number nor a callable.
+    """
+    if callable(learning_rate):
+        return learning_rate
+    if isinstance(learning_rate, numbers.Real) or (hasattr(learning_rate, "shape") and
+                                                   jnp.shape(learning_rate) == ()):
+        if isinstance(learning_rate, numbers.Real) and not learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+        return learning_rate
+    raise TypeError(f"learning_rate must be a positive float or an optax schedule (count -> rate), got "
+                    f"{type(learning_rate).__name__}")
+
+
+def check_latent(latent: Mapping[str, Any]) -> dict[str, jax.Array]:
+    """The latents as a dict of floating-point arrays.
+
+    Raises:
+      TypeError: `latent` is not a non-empty mapping, or a value is not floating point.
+    """
+    if not isinstance(latent, Mapping) or not latent:
+        raise TypeError(f"latent must be a non-empty dict {{name: array}}, got {latent!r}")
+    out = {}
+    for name, value in latent.items():
+        value = jnp.asarray(value)
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"latent[{name!r}] must be a floating-point array, got dtype {value.dtype}")
+        out[name] = value
+    return out
+
+
+class SGMCMC:
+    """Base class: binds a sampler's configuration; subclasses implement `init`, `_update`."""
+
+    def init(self, latent: Mapping[str, Any]):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, key: jax.Array, state) -> Any:
+        """What the step draws or computes before the gradient (e.g. resampled momentum)."""
+        return key
+
+    def _position_for_gradient(self, state, prepared) -> dict[str, jax.Array]:
+        return state.position
+
+    def gradient_position(self, key: jax.Array, state) -> dict[str, jax.Array]:
+        """Where `update(key, state, ...)` needs the log-joint gradient (`state.position` unless
+        the integrator looks ahead)."""
+        return self._position_for_gradient(state, self._prepare(key, state))
+
+    def _update(self, prepared, state, grads: dict[str, jax.Array]):  # pragma: no cover
+        raise NotImplementedError
+
+    def update(self, key: jax.Array, state, log_joint_grad: Mapping[str, jax.Array] | Callable):
+        """One step from the log-joint gradient.
+
+        Args:
+          key: a JAX PRNG key for this step.
+          state: the sampler's state.
+          log_joint_grad: the gradient of the (minibatch-rescaled) log-joint, a dict like
+            `state.position` evaluated at `gradient_position(key, state)` with the same `key`; or a
+            callable `position -> gradient dict`, called there.
+
+        Returns:
+          `(state, info)`: the next state (same structure) and the step's diagnostics.
+
+        Raises:
+          ValueError: the gradient's names or shapes differ from the position's.
+        """
+        prepared = self._prepare(key, state)
+        if callable(log_joint_grad):
+            log_joint_grad = log_joint_grad(self._position_for_gradient(state, prepared))
+        _check_grads(state.position, log_joint_grad)
+        return self._update(prepared, state, dict(log_joint_grad))
+
+    def step(self, key: jax.Array, state, meta_bn, observed: Mapping[str, Any]):
+        """One step with the gradient of `meta_bn`'s log-joint given `observed` (a minibatch).
+
+        The model's `log_joint` override should rescale the minibatch likelihood by
+        `N / batch_size` (see `inference.sgmcmc.gradients.scaled_log_joint`).
+
+        Args:
+          key: a JAX PRNG key.
+          state: the sampler's state; `state.position` names the model's latents.
+          meta_bn: a `ppl.MetaBayesianNet`.
+          observed: `{name: value}` for the observed nodes.
+
+        Returns:
+          `(state, info)` as in `update`.
+        """
+        return self.update(key, state, log_joint_grad_fn(meta_bn, observed))
+
+
+def _check_grads(position, grads) -> None:
+    if set(grads) != set(position):
+        raise ValueError(f"the gradient names {sorted(grads)} differ from the position's {sorted(position)}")
+    for name, value in position.items():
+        if jnp.shape(grads[name]) != jnp.shape(value):
+            raise ValueError(f"gradient of {name!r} has shape {jnp.shape(grads[name])}, the position "
+                             f"{jnp.shape(value)}")
