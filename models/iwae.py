@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from inference.iw_objective import iw_objective
-from models import cli, mnist, vae
+from models import cli, mnist, training, vae
 
 __all__ = ["DEFAULT_EPOCHS", "IWAEFit", "add_arguments", "fit", "loss_fn", "main", "make_epoch"]
 
@@ -72,27 +72,8 @@ def make_epoch(optimizer: optax.GradientTransformation, k: int, batch_size: int 
     Permutes `x_train` `[n_train, 784]`, drops the ragged last batch, binarises each batch (unless
     `is_binarized`) and `lax.scan`s the Adam step; `losses` `[n_train // batch_size]`.
     """
-    def step(carry, inputs):
-        params, opt_state = carry
-        key, x = inputs
-        key_binarize, key_loss = jax.random.split(key)
-        if not is_binarized:
-            x = jax.random.bernoulli(key_binarize, x).astype(x.dtype)
-        loss, grads = jax.value_and_grad(loss_fn)(params, key_loss, x, k, estimator)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    @jax.jit
-    def epoch(params, opt_state, key, x_train):
-        n_batches = x_train.shape[0] // batch_size
-        key_order, key_steps = jax.random.split(key)
-        order = jax.random.permutation(key_order, x_train.shape[0])[: n_batches * batch_size]
-        batches = x_train[order].reshape(n_batches, batch_size, -1)
-        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state),
-                                                   (jax.random.split(key_steps, n_batches), batches))
-        return params, opt_state, losses
-
-    return epoch
+    return training.make_binarized_epoch(
+        lambda params, key, x: loss_fn(params, key, x, k, estimator), optimizer, batch_size, is_binarized)
 
 
 class IWAEFit(NamedTuple):
