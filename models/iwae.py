@@ -124,33 +124,22 @@ def fit(key: jax.Array, x_train, *, k: int = 50, epochs: int = 3, batch_size: in
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The IWAE's flags: the shared ones plus `--k`, `--estimator`, `--n-importance`, sizes."""
     cli.add_common_arguments(parser, name="iwae")
-    parser.add_argument("--dataset", choices=mnist.DATASETS, default=None,
-                        help="default: binarized_mnist when --data-dir / PPL_DATA_DIR is set, else the "
-                             "packaged mnist_5k (dynamically binarised)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({DEFAULT_EPOCHS})")
+    mnist.add_mnist_arguments(parser, DEFAULT_EPOCHS)
     parser.add_argument("--k", type=int, default=50, choices=[1, 5, 50], help="importance samples (1: VAE)")
     parser.add_argument("--estimator", default="iwae", choices=["iwae", "dreg"], help="gradient estimator")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--n-importance", type=int, default=5000,
                         help="importance samples per test digit (Burda et al.: 5000)")
-    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
-    parser.add_argument("--n-test", type=int, default=None, help="evaluate only the first N test digits")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
     """Trains, evaluates the test log-likelihood, writes `metrics.json` and PNGs to `--out`."""
     start = time.perf_counter()
     data_dir = cli.data_dir_from(args)
-    dataset = args.dataset or ("binarized_mnist" if data_dir is not None else "mnist_5k")
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[dataset]
-    data = mnist.load_dataset(dataset, data_dir)
-    x_train, x_test = data.x_train[: args.n_train], data.x_test[: args.n_test]
     key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
-    is_binarized = dataset == "binarized_mnist"
-    if not is_binarized:
-        x_test = np.asarray(vae.binarize(key_test, x_test))
+    prepared = mnist.prepare_from_args(args, data_dir, DEFAULT_EPOCHS, vae.binarize, key_test)
+    dataset, epochs, x_train, x_test, is_binarized = prepared
     out = cli.output_dir(args)
     result = fit(key_fit, x_train, k=args.k, epochs=epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, estimator=args.estimator, is_binarized=is_binarized,

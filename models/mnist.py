@@ -28,6 +28,9 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "PreparedData",
+    "add_mnist_arguments",
+    "prepare_from_args",
     "MnistData",
     "load_binarized_mnist",
     "load_dataset",
@@ -256,3 +259,40 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> MnistData:
     if not Path(data_dir).is_dir():
         raise FileNotFoundError(f"data directory {str(data_dir)!r} does not exist")
     return load_mnist(data_dir) if name == "mnist" else load_binarized_mnist(data_dir)
+
+
+def add_mnist_arguments(parser, default_epochs: dict[str, int]) -> None:
+    """Adds the flags the MNIST models share: `--dataset`, `--epochs`, `--n-train`, `--n-test`, `--quiet`."""
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="default: binarized_mnist when --data-dir / PPL_DATA_DIR is set, else the "
+                             "packaged mnist_5k (dynamically binarised)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({default_epochs})")
+    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
+    parser.add_argument("--n-test", type=int, default=None, help="evaluate only the first N test digits")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+class PreparedData(NamedTuple):
+    """The data a model's `main` trains and evaluates on (see `prepare_from_args`)."""
+
+    dataset: str
+    epochs: int
+    x_train: np.ndarray
+    x_test: np.ndarray
+    is_binarized: bool
+
+
+def prepare_from_args(args, data_dir, default_epochs: dict[str, int], binarize_fn, key) -> PreparedData:
+    """Loads the data set the flags of `add_mnist_arguments` name, cut to `--n-train`/`--n-test`.
+
+    Test digits of a grey-level data set are binarised once with `binarize_fn(key, x)`, so that the
+    test set is fixed for the run; `is_binarized` says whether training batches are already binary.
+    """
+    dataset = args.dataset or ("binarized_mnist" if data_dir is not None else "mnist_5k")
+    epochs = args.epochs if args.epochs is not None else default_epochs[dataset]
+    data = load_dataset(dataset, data_dir)
+    x_train, x_test = data.x_train[: args.n_train], data.x_test[: args.n_test]
+    is_binarized = dataset == "binarized_mnist"
+    if not is_binarized:
+        x_test = np.asarray(binarize_fn(key, x_test))
+    return PreparedData(dataset, epochs, x_train, x_test, is_binarized)

@@ -208,31 +208,20 @@ def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_si
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The SBN's flags: the shared ones (`--method vimco|rws`) plus `--k`, `--n-importance`, sizes."""
     cli.add_common_arguments(parser, name="sbn", method="vimco", methods=METHODS)
-    parser.add_argument("--dataset", choices=mnist.DATASETS, default=None,
-                        help="default: binarized_mnist when --data-dir / PPL_DATA_DIR is set, else the "
-                             "packaged mnist_5k (dynamically binarised)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({DEFAULT_EPOCHS})")
+    mnist.add_mnist_arguments(parser, DEFAULT_EPOCHS)
     parser.add_argument("--k", type=int, default=10, help="samples per digit for training")
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--n-importance", type=int, default=1000, help="importance samples per test digit")
-    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
-    parser.add_argument("--n-test", type=int, default=None, help="evaluate only the first N test digits")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
     """Trains, evaluates, writes `metrics.json`, `samples.png` and `cost.png` to `--out`."""
     start = time.perf_counter()
     data_dir = cli.data_dir_from(args)
-    dataset = args.dataset or ("binarized_mnist" if data_dir is not None else "mnist_5k")
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[dataset]
-    data = mnist.load_dataset(dataset, data_dir)
-    x_train, x_test = data.x_train[: args.n_train], data.x_test[: args.n_test]
     key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
-    is_binarized = dataset == "binarized_mnist"
-    if not is_binarized:
-        x_test = np.asarray(vae.binarize(key_test, x_test))
+    prepared = mnist.prepare_from_args(args, data_dir, DEFAULT_EPOCHS, vae.binarize, key_test)
+    dataset, epochs, x_train, x_test, is_binarized = prepared
     out = cli.output_dir(args)
     result = fit(key_fit, x_train, method=args.method, k=args.k, epochs=epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, is_binarized=is_binarized, show_progress=not args.quiet)
