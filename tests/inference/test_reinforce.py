@@ -5,7 +5,6 @@ Statistical checks are z-tests of the Monte Carlo mean gradient against the exac
 |z| < 5 per component (two-sided false-failure rate 5.7e-7 per component, about 1e-5 for the file).
 """
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -15,29 +14,9 @@ import pytest
 import ppl
 from inference.elbo import elbo
 from inference.estimators import ReinforceResult, ReinforceState, reinforce, reinforce_init
+from tests.inference.discrete_model import CONFIGS, N_DRAWS, PARAMS, D, X, model, q_net
 
-D = 3
-X = jnp.array(2.5)
-CONFIGS = jnp.array(list(itertools.product([0, 1], repeat=D)), dtype=jnp.int32)  # [8, D]
-PARAMS = {"theta": jnp.array([0.3, -0.5, 1.0]), "w": jnp.array([1.0, -2.0, 1.5]),
-          "phi": jnp.array([-0.2, 0.4, 0.1])}
-N_DRAWS = 20000
 Z_MAX = 5.0
-
-
-@ppl.meta_bayesian_net
-def model(params, n_particles=None):
-    bn = ppl.BayesianNet()
-    z = bn.bernoulli("z", logits=params["theta"], group_ndims=1, n_samples=n_particles)
-    bn.normal("x", z.astype(jnp.float32) @ params["w"], std=1.0)
-    return bn
-
-
-@ppl.meta_bayesian_net
-def q_net(params, n_particles=None):
-    bn = ppl.BayesianNet()
-    bn.bernoulli("z", logits=params["phi"], group_ndims=1, n_samples=n_particles)
-    return bn
 
 
 def exact_elbo(params):

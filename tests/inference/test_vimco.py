@@ -12,31 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import ppl
 from inference.iw_objective import iw_objective
+from tests.inference.discrete_model import CONFIGS, N_DRAWS, PARAMS, X, model, q_net
 
-D, K = 3, 3
-X = jnp.array(2.5)
-CONFIGS = jnp.array(list(itertools.product([0, 1], repeat=D)), dtype=jnp.int32)   # [8, D]
+K = 3
 TUPLES = jnp.array(list(itertools.product(range(8), repeat=K)))                    # [512, K]
-PARAMS = {"theta": jnp.array([0.3, -0.5, 1.0]), "w": jnp.array([1.0, -2.0, 1.5]),
-          "phi": jnp.array([-0.2, 0.4, 0.1])}
-N_DRAWS = 20000
-
-
-@ppl.meta_bayesian_net
-def model(params, n_particles=None):
-    bn = ppl.BayesianNet()
-    z = bn.bernoulli("z", logits=params["theta"], group_ndims=1, n_samples=n_particles)
-    bn.normal("x", z.astype(jnp.float32) @ params["w"], std=1.0)
-    return bn
-
-
-@ppl.meta_bayesian_net
-def q_net(params, n_particles=None):
-    bn = ppl.BayesianNet()
-    bn.bernoulli("z", logits=params["phi"], group_ndims=1, n_samples=n_particles)
-    return bn
 
 
 def exact_bound(params):
