@@ -18,19 +18,10 @@ import pytest
 
 import inference
 import ppl
+from tests.inference.gaussian_model import SIGMA, X, build_model
 
-SIGMA = 0.5
-X = np.array([[0.8, -1.5], [2.0, 0.3]], np.float32)            # [n=2, d=2]
 MU = np.array([[0.2, -0.4], [1.0, 0.9]], np.float32)
 LOG_S = np.log(np.array([[0.6, 0.3], [0.5, 0.9]], np.float32))
-
-
-@ppl.meta_bayesian_net
-def build_model():
-    bn = ppl.BayesianNet()
-    z = bn.normal("z", jnp.zeros(X.shape), std=1., group_ndims=1)
-    bn.normal("x", z, std=SIGMA, group_ndims=1)
-    return bn
 
 
 @ppl.meta_bayesian_net

@@ -12,20 +12,11 @@ import scipy.special as sp
 
 import inference
 import ppl
+from tests.inference.gaussian_model import SIGMA, X, build_model
 
-SIGMA = 0.5
-X = np.array([[0.8, -1.5], [2.0, 0.3]], np.float32)            # [n=2, d=2]
 POST_MEAN = X / (1 + SIGMA**2)
 POST_LOGSTD = np.full(X.shape, 0.5 * np.log(SIGMA**2 / (1 + SIGMA**2)), np.float32)
 LOG_EVIDENCE = np.sum(-0.5 * np.log(2 * np.pi * (1 + SIGMA**2)) - 0.5 * np.asarray(X)**2 / (1 + SIGMA**2), -1)
-
-
-@ppl.meta_bayesian_net
-def build_model():
-    bn = ppl.BayesianNet()
-    z = bn.normal("z", jnp.zeros(X.shape), std=1., group_ndims=1)
-    bn.normal("x", z, std=SIGMA, group_ndims=1)
-    return bn
 
 
 @ppl.meta_bayesian_net
