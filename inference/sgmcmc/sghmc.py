@@ -11,7 +11,8 @@ import jax.numpy as jnp
 from inference.sgmcmc.base import SGMCMC, check_latent, check_learning_rate
 from inference.sgmcmc.gradients import learning_rate_at, normal_like
 
-__all__ = ["SGHMC", "SGHMCInfo", "SGHMCState", "check_resample_interval", "maybe_resample_momentum"]
+__all__ = ["MomentumSGMCMC", "SGHMC", "SGHMCInfo", "SGHMCState", "check_resample_interval",
+           "maybe_resample_momentum"]
 
 
 class SGHMCState(NamedTuple):
@@ -80,7 +81,26 @@ def maybe_resample_momentum(key: jax.Array, momentum: dict, count: jax.Array, le
                         lambda: momentum)
 
 
-class SGHMC(SGMCMC):
+class MomentumSGMCMC(SGMCMC):
+    """What SGHMC and SGNHT share: the learning rate at this step, momentum resampling every
+    `n_iter_resample_v` steps, and the half-step-ahead gradient position of the second-order
+    integrator. Subclasses set `learning_rate`, `n_iter_resample_v` and `second_order`."""
+
+    def _prepare(self, key, state):
+        lr = learning_rate_at(self.learning_rate, state.count)
+        key_momentum, key_noise = jax.random.split(key)
+        momentum = maybe_resample_momentum(key_momentum, state.momentum, state.count, lr,
+                                           self.n_iter_resample_v)
+        return lr, momentum, key_noise
+
+    def _position_for_gradient(self, state, prepared):
+        """`position + momentum / 2` for the second-order integrator, else `position`."""
+        if not self.second_order:
+            return state.position
+        return jax.tree.map(lambda z, v: z + 0.5 * v, state.position, prepared[1])
+
+
+class SGHMC(MomentumSGMCMC):
     """Stochastic gradient HMC (Chen, Fox and Guestrin, 2014), as in ZhuSuan's `SGHMC`.
 
     Equation (15) of the paper, in the velocity form :math:`v = \\epsilon M^{-1} r`, with learning
@@ -140,19 +160,6 @@ class SGHMC(SGMCMC):
         """The state at `latent`; the momentum (zero here) is drawn at the first step. See `SGLD.init`."""
         position = check_latent(latent)
         return SGHMCState(position, jax.tree.map(jnp.zeros_like, position), jnp.zeros((), jnp.int32))
-
-    def _prepare(self, key, state):
-        lr = learning_rate_at(self.learning_rate, state.count)
-        key_momentum, key_noise = jax.random.split(key)
-        momentum = maybe_resample_momentum(key_momentum, state.momentum, state.count, lr,
-                                           self.n_iter_resample_v)
-        return lr, momentum, key_noise
-
-    def _position_for_gradient(self, state, prepared):
-        """`position + momentum / 2` for the second-order integrator, else `position`."""
-        if not self.second_order:
-            return state.position
-        return jax.tree.map(lambda z, v: z + 0.5 * v, state.position, prepared[1])
 
     def _update(self, prepared, state, grads):
         lr, v, key_noise = prepared

@@ -7,9 +7,9 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from inference.sgmcmc.base import SGMCMC, check_latent, check_learning_rate
-from inference.sgmcmc.gradients import learning_rate_at, normal_like
-from inference.sgmcmc.sghmc import check_resample_interval, maybe_resample_momentum
+from inference.sgmcmc.base import check_latent, check_learning_rate
+from inference.sgmcmc.gradients import normal_like
+from inference.sgmcmc.sghmc import MomentumSGMCMC, check_resample_interval
 
 __all__ = ["SGNHT", "SGNHTInfo", "SGNHTState"]
 
@@ -46,7 +46,7 @@ class SGNHTInfo(NamedTuple):
     learning_rate: jax.Array
 
 
-class SGNHT(SGMCMC):
+class SGNHT(MomentumSGMCMC):
     """Stochastic gradient Nose-Hoover thermostat (Ding et al., 2014), as in ZhuSuan's `SGNHT`.
 
     Algorithm 2 of the paper's supplement, in the velocity form of `SGHMC` (learning rate
@@ -114,19 +114,6 @@ class SGNHT(SGMCMC):
         else:
             alpha = jax.tree.map(lambda z: jnp.full((), self.variance_extra, z.dtype), position)
         return SGNHTState(position, jax.tree.map(jnp.zeros_like, position), alpha, jnp.zeros((), jnp.int32))
-
-    def _prepare(self, key, state):
-        lr = learning_rate_at(self.learning_rate, state.count)
-        key_momentum, key_noise = jax.random.split(key)
-        momentum = maybe_resample_momentum(key_momentum, state.momentum, state.count, lr,
-                                           self.n_iter_resample_v)
-        return lr, momentum, key_noise
-
-    def _position_for_gradient(self, state, prepared):
-        """`position + momentum / 2` for the second-order integrator, else `position`."""
-        if not self.second_order:
-            return state.position
-        return jax.tree.map(lambda z, v: z + 0.5 * v, state.position, prepared[1])
 
     def _kinetic(self, v):
         return v * v if self.use_vector_alpha else jnp.mean(v * v)
