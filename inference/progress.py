@@ -38,6 +38,7 @@ class ProgressBar:
 
     @property
     def is_enabled(self) -> bool:
+        """Whether a progress bar is shown."""
         return self._bar is not None
 
     def set(self, step: Any) -> None:
@@ -48,6 +49,7 @@ class ProgressBar:
                 self._bar.update(step - self._bar.n)
 
     def close(self) -> None:
+        """Closes the progress bar (a no-op when disabled)."""
         if self._bar is not None:
             self.set(self.total)
             self._bar.close()

@@ -25,6 +25,7 @@ def available_models() -> dict[str, str]:
 
 
 def main(argv=None) -> int:
+    """Parses `argv`, runs the chosen model; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m models", description="Run a model of the zoo.")
     subparsers = parser.add_subparsers(dest="model", metavar="MODEL")

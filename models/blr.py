@@ -108,6 +108,7 @@ def accuracy(w_samples, x, y) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this model's flags to its sub-parser (`python -m models blr --help`)."""
     cli.add_common_arguments(parser, name="blr", dataset="breast_cancer", datasets=["breast_cancer"],
                              method="hmc", methods=["hmc"])
     parser.add_argument("--chains", type=int, default=4, help="parallel chains")
@@ -118,6 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs HMC on the logistic regression posterior; writes metrics.json and the plots."""
     out = cli.output_dir(args)
     x_train, y_train, x_test, y_test = load_breast_cancer(args.seed)
     result = fit(jax.random.key(args.seed), x_train, y_train, args.alpha, args.chains, args.samples,

@@ -67,6 +67,7 @@ def _log_tau_prior() -> dist.Distribution:
 
 
 def weight_names(layer_sizes) -> list[str]:
+    """The names of the weight nodes, one per layer."""
     return [f"w{i}" for i in range(len(layer_sizes) - 1)]
 
 
@@ -284,6 +285,7 @@ def evaluate(posterior: Posterior, data: uci.Standardized) -> dict[str, float]:
 
 # ---------------------------------------------------------------- command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the BNN's flags to its sub-parser (`python -m models bnn --help`)."""
     cli.add_common_arguments(parser, name="bnn", epochs=200, dataset="boston",
                              datasets=sorted(uci.UCI_DATASETS), method="sghmc", methods=METHODS, splits=5)
     parser.add_argument("--batch-size", type=int, default=32, help="minibatch size")
@@ -324,6 +326,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Runs the BNN on the chosen data set and splits; writes metrics.json and predictive.png."""
     metrics = run(args)
     rmse, ll = metrics["rmse"], metrics["test_log_likelihood"]
     print(f"{args.dataset} {args.method}: rmse {rmse['mean']:.3f} +- {rmse['stderr']:.3f}, test ll "

@@ -49,6 +49,7 @@ def make_target(seed: int, dim: int):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this model's flags to its sub-parser (`python -m models gaussian --help`)."""
     cli.add_common_arguments(parser, name="gaussian", method="hmc", methods=["hmc"])
     parser.add_argument("--dim", type=int, default=10, help="dimension of the Gaussian")
     parser.add_argument("--chains", type=int, default=4)
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Samples the Gaussian with HMC and writes metrics.json and the plots."""
     out = cli.output_dir(args)
     mean, cov = make_target(args.seed, args.dim)
     meta_bn = build_gaussian(jnp.asarray(mean), jnp.asarray(np.linalg.cholesky(cov)))

@@ -69,6 +69,7 @@ class StochasticTensor:
 
     @property
     def log_prob(self) -> jax.Array:
+        """The node's log-density with `group_ndims` applied (see the class docstring)."""
         if self._log_prob is None:
             distribution = self.distribution
             if self.use_path_derivative:
@@ -78,10 +79,12 @@ class StochasticTensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape of `value`."""
         return tuple(jnp.shape(self.value))
 
     @property
     def dtype(self):
+        """The dtype of `value`."""
         return jnp.result_type(self.value)
 
     def __repr__(self) -> str:
@@ -268,6 +271,7 @@ class BayesianNet:
         return dict(self._observed)
 
     def stochastic_nodes(self) -> dict[str, StochasticTensor]:
+        """The stochastic nodes by name, observed and sampled, in creation order."""
         return {k: v for k, v in self._nodes.items() if isinstance(v, StochasticTensor)}
 
     def latent_nodes(self) -> dict[str, StochasticTensor]:

@@ -36,6 +36,7 @@ class _OneHot(constraints.Constraint):
         return jnp.all(is_binary, axis=-1) & (jnp.sum(x, axis=-1) == 1)
 
     def feasible_like(self, prototype):
+        """See `numpyro.distributions.constraints.Constraint.feasible_like`."""
         return jnp.zeros_like(prototype).at[..., 0].set(1)
 
 
@@ -84,6 +85,7 @@ class _SimplexLogitsDistribution(Distribution):
 
     @property
     def n_categories(self) -> int:
+        """The number of categories K, the size of the last axis of `logits`."""
         return self.event_shape[-1]
 
 
@@ -100,21 +102,25 @@ class OneHotCategorical(_SimplexLogitsDistribution):
     has_enumerate_support = False
 
     def sample(self, key, sample_shape=()):
+        """See `numpyro.distributions.Distribution.sample`."""
         shape = tuple(sample_shape) + self.batch_shape
         index = jax.random.categorical(key, self.logits, axis=-1, shape=shape)
         return jax.nn.one_hot(index, self.n_categories, dtype=jnp.int32)
 
     @validate_sample
     def log_prob(self, value):
+        """See `numpyro.distributions.Distribution.log_prob`."""
         log_probs = jax.nn.log_softmax(self.logits, axis=-1)
         return jnp.sum(value * log_probs, axis=-1)
 
     @property
     def mean(self):
+        """The category probabilities softmax(logits), shape `[*batch, n_categories]`."""
         return jax.nn.softmax(self.logits, axis=-1)
 
     @property
     def variance(self):
+        """p (1 - p) per category, shape `[*batch, n_categories]`."""
         probs = self.mean
         return probs * (1 - probs)
 
@@ -169,9 +175,11 @@ class ExpConcrete(_ConcreteBase):
     support = constraints.real_vector
 
     def sample(self, key, sample_shape=()):
+        """See `numpyro.distributions.Distribution.sample`."""
         return self._log_sample(key, sample_shape)
 
     def log_prob(self, value):
+        """See `numpyro.distributions.Distribution.log_prob`."""
         tau = self.temperature[..., None]
         centred = self.logits - tau * value
         n = self.n_categories
@@ -196,9 +204,11 @@ class Concrete(_ConcreteBase):
     support = constraints.simplex
 
     def sample(self, key, sample_shape=()):
+        """See `numpyro.distributions.Distribution.sample`."""
         return jnp.exp(self._log_sample(key, sample_shape))
 
     def log_prob(self, value):
+        """See `numpyro.distributions.Distribution.log_prob`."""
         tau = self.temperature[..., None]
         log_value = jnp.log(value)
         centred = self.logits - tau * log_value
@@ -221,9 +231,11 @@ class UnnormalizedMultinomial(_SimplexLogitsDistribution):
     support = constraints.independent(constraints.nonnegative_integer, 1)
 
     def sample(self, key, sample_shape=()):
+        """See `numpyro.distributions.Distribution.sample`."""
         raise NotImplementedError(
             "UnnormalizedMultinomial cannot be sampled (the number of trials is unknown); "
             "observe it, or use `multinomial` with `n_experiments`")
 
     def log_prob(self, value):
+        """See `numpyro.distributions.Distribution.log_prob`."""
         return jnp.sum(value * jax.nn.log_softmax(self.logits, axis=-1), axis=-1)

@@ -63,6 +63,7 @@ class MetaBayesianNet:
 
     @property
     def name(self) -> str:
+        """The builder function's name (used in error messages)."""
         return getattr(self._builder, "__name__", repr(self._builder))
 
     def __repr__(self) -> str:

@@ -90,6 +90,8 @@ class WelfordState(NamedTuple):
 
 
 def welford_init(dim: int, is_dense: bool = False, dtype=jnp.float32) -> WelfordState:
+    """Empty Welford running-moment state for `dim`-dimensional (flattened) positions: mean `[dim]`,
+    sum of squared deviations `[dim]` (or `[dim, dim]` when `is_dense`), and the count."""
     m2 = jnp.zeros((dim, dim) if is_dense else (dim,), dtype)
     return WelfordState(jnp.zeros((dim,), dtype), m2, jnp.zeros((), dtype))
 
@@ -125,6 +127,8 @@ class EMAState(NamedTuple):
 
 
 def ema_init(dim: int, dtype=jnp.float32) -> EMAState:
+    """Empty exponentially weighted moment state for `dim`-dimensional positions (ZhuSuan's mass
+    adaptation): mean `[dim]`, variance `[dim]` and the count."""
     return EMAState(jnp.zeros((dim,), dtype), jnp.zeros((dim,), dtype), jnp.zeros((), dtype))
 
 

@@ -68,6 +68,7 @@ class SGMCMC:
     """Base class: binds a sampler's configuration; subclasses implement `init`, `_update`."""
 
     def init(self, latent: Mapping[str, Any]):  # pragma: no cover - abstract
+        """The sampler's state at `latent` (a dict of arrays); see the subclass."""
         raise NotImplementedError
 
     def _prepare(self, key: jax.Array, state) -> Any:
