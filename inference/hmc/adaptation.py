@@ -128,7 +128,7 @@ class EMAState(NamedTuple):
 
 def ema_init(dim: int, dtype=jnp.float32) -> EMAState:
     """Empty exponentially weighted moment state for `dim`-dimensional positions (ZhuSuan's mass
-    adaptation): mean `[dim]`, variance `[dim]` and the count."""
+    adaptation): mean `[dim]`, variance `[dim]` and the bias-correction weight `[]`."""
     return EMAState(jnp.zeros((dim,), dtype), jnp.zeros((dim,), dtype), jnp.zeros((), dtype))
 
 
