@@ -99,26 +99,18 @@ def fit(key: jax.Array, x_train, *, k: int = 50, epochs: int = 3, batch_size: in
     Raises:
       ValueError: `k`, `epochs` not positive, or fewer training digits than one batch.
     """
-    x_train = jnp.asarray(x_train, jnp.float32)
     if k < 1 or epochs < 1:
         raise ValueError(f"k and epochs must be positive, got k={k}, epochs={epochs}")
-    if x_train.ndim != 2 or x_train.shape[0] < batch_size:
-        raise ValueError(f"x_train must be [n_train, x_dim] with n_train >= batch_size={batch_size}, "
-                         f"got shape {x_train.shape}")
+    x_train = training.check_training_set(x_train, batch_size)
     key_init, key_train = jax.random.split(key)
     params = vae.init_params(key_init, x_train.shape[1], z_dim, n_hidden)
     optimizer = optax.adam(learning_rate)
     opt_state = jax.jit(optimizer.init)(params)
     epoch = make_epoch(optimizer, k, batch_size, is_binarized, estimator)
-    bounds, start = [], time.perf_counter()
-    bar = cli.progress(range(epochs), desc=f"iwae-{k}", unit="epoch", disable=not show_progress)
-    keys = jax.random.split(key_train, epochs)
-    for e in bar:
-        params, opt_state, losses = epoch(params, opt_state, keys[e], x_train)
-        bounds.append(-float(np.mean(np.asarray(losses))))
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix({"train_bound": f"{bounds[-1]:.2f}"})
-    return IWAEFit(params, np.asarray(bounds), time.perf_counter() - start)
+    params, _, bounds, seconds = training.run_epochs(
+        epoch, params, opt_state, key_train, x_train, epochs, desc=f"iwae-{k}", show_progress=show_progress,
+        sign=-1.0, postfix="train_bound")
+    return IWAEFit(params, bounds, seconds)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -159,22 +159,16 @@ def fit(key: jax.Array, x_train, *, method: str = "vimco", k: int = 10, epochs: 
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "vimco" and k < 2:
         raise ValueError(f"VIMCO needs k >= 2 samples, got k={k}")
-    x_train = jnp.asarray(x_train, jnp.float32)
-    if x_train.ndim != 2 or x_train.shape[0] < batch_size:
-        raise ValueError(f"x_train must be [n_train, x_dim] with n_train >= batch_size={batch_size}, "
-                         f"got shape {x_train.shape}")
+    x_train = training.check_training_set(x_train, batch_size)
     key_init, key_train = jax.random.split(key)
     params = init_params(key_init, x_train.shape[1])
     optimizer = optax.adam(learning_rate)
     opt_state = jax.jit(optimizer.init)(params)
     epoch = make_epoch(optimizer, k, method, batch_size, is_binarized)
-    costs, start = [], time.perf_counter()
-    keys = jax.random.split(key_train, epochs)
-    bar = cli.progress(range(epochs), desc=f"sbn-{method}", unit="epoch", disable=not show_progress)
-    for e in bar:
-        params, opt_state, losses = epoch(params, opt_state, keys[e], x_train)
-        costs.append(float(np.mean(np.asarray(losses))))
-    return SBNFit(params, np.asarray(costs), time.perf_counter() - start)
+    params, _, costs, seconds = training.run_epochs(
+        epoch, params, opt_state, key_train, x_train, epochs, desc=f"sbn-{method}",
+        show_progress=show_progress)
+    return SBNFit(params, costs, seconds)
 
 
 @functools.partial(jax.jit, static_argnames="n_importance")

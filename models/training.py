@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
-__all__ = ["make_binarized_epoch"]
+from models import cli
+
+__all__ = ["check_training_set", "make_binarized_epoch", "run_epochs"]
+
+
+def check_training_set(x_train, batch_size: int) -> jax.Array:
+    """`x_train` as a float32 `[n_train, x_dim]` array with at least one batch of `batch_size` rows.
+
+    Raises:
+      ValueError: `x_train` is not 2-D or has fewer than `batch_size` rows.
+    """
+    x_train = jnp.asarray(x_train, jnp.float32)
+    if x_train.ndim != 2 or x_train.shape[0] < batch_size:
+        raise ValueError(f"x_train must be [n_train, x_dim] with n_train >= batch_size={batch_size}, "
+                         f"got shape {x_train.shape}")
+    return x_train
+
+
+def run_epochs(epoch, params, opt_state, key: jax.Array, x_train: jax.Array, epochs: int, *,
+               desc: str, show_progress: bool = True, sign: float = 1.0, postfix: str | None = None):
+    """Runs `epochs` passes of a compiled `epoch` (from `make_binarized_epoch`) under a progress bar.
+
+    Returns `(params, opt_state, values, seconds)`: `values` `[epochs]` is `sign` times each epoch's mean
+    loss (e.g. `sign=-1` turns a negative bound back into the bound), `seconds` the wall time. When
+    `postfix` is given the bar shows the latest value under that name.
+    """
+    values, start = [], time.perf_counter()
+    bar = cli.progress(range(epochs), desc=desc, unit="epoch", disable=not show_progress)
+    keys = jax.random.split(key, epochs)
+    for e in bar:
+        params, opt_state, losses = epoch(params, opt_state, keys[e], x_train)
+        values.append(sign * float(np.mean(np.asarray(losses))))
+        if postfix and hasattr(bar, "set_postfix"):
+            bar.set_postfix({postfix: f"{values[-1]:.2f}"})
+    return params, opt_state, np.asarray(values), time.perf_counter() - start
 
 
 def make_binarized_epoch(loss_fn: Callable[[dict, jax.Array, jax.Array], jax.Array],
