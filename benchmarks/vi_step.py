@@ -5,10 +5,12 @@
 * VIMCO-10: `models.sbn.loss_fn(method="vimco")` (SBN 200-200-200, batch 24, 10 samples) vs plain
   JAX Bernoulli layers and VIMCO's leave-one-out control variates.
 
-Each step is `value_and_grad` + Adam, jitted once; the two contenders' repetitions are interleaved
-(the CPU is shared and noisy) and the medians compared as a ratio (target: within 1.05x).
+Each repetition runs `--steps` training steps (`value_and_grad` + Adam) in one jitted `lax.scan`,
+compiled once; the two contenders' repetitions are interleaved (the CPU is shared and noisy) and the
+medians of wall and CPU time per step compared as ratios (target: within 1.05x). XLA's cost analysis
+(flops, bytes accessed) of the two compiled programs is recorded as a load-independent check.
 
-Usage: `python -m benchmarks.vi_step [--reps 30]` (writes `benchmarks/results/vi_step.json`).
+Usage: `python -m benchmarks.vi_step [--reps 15 --steps 20]` (writes `benchmarks/results/vi_step.json`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -84,31 +87,51 @@ def vimco_handwritten(params, key, x, k):
     return jnp.mean(-(surrogate - jax.lax.stop_gradient(surrogate)) - _log_mean_exp(log_w, 0))
 
 
-def _make_step(cost_fn, optimizer, k):
-    @jax.jit
-    def step(params, opt_state, key, x):
+def _make_run(cost_fn, optimizer, k, n_steps):
+    """`n_steps` training steps (value_and_grad + Adam) in one jitted `lax.scan`."""
+    def step(carry, key):
+        params, opt_state, x = carry
         loss, grads = jax.value_and_grad(cost_fn)(params, key, x, k)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-    return step
+        return (optax.apply_updates(params, updates), opt_state, x), loss
+
+    @jax.jit
+    def run(params, opt_state, key, x):
+        (params, opt_state, _), losses = jax.lax.scan(step, (params, opt_state, x),
+                                                      jax.random.split(key, n_steps))
+        return params, opt_state, losses
+    return run
 
 
-def _time_pair(steps, params, x, reps):
-    optimizer_states = [optax.adam(1e-3).init(params) for _ in steps]
-    times = [[] for _ in steps]
-    keys = jax.random.split(jax.random.key(1), reps + 2)
+def _xla_cost(run, params, opt_state, x) -> dict:
+    compiled = run.lower(params, opt_state, jax.random.key(0), x).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return {"flops": float(cost["flops"]), "bytes_accessed": float(cost["bytes accessed"]),
+            "hlo_lines": compiled.as_text().count("\n")}
+
+
+def _time_pair(runs, params, x, reps, n_steps):
+    """Medians over `reps` interleaved repetitions of wall and CPU (process) seconds per step."""
+    opt_state = optax.adam(1e-3).init(params)
+    wall, cpu = [[] for _ in runs], [[] for _ in runs]
+    keys = jax.random.split(jax.random.key(1), reps + 1)
     for r, key in enumerate(keys):
-        for i, step in enumerate(steps):
-            start = time.perf_counter()
-            jax.block_until_ready(step(params, optimizer_states[i], key, x))
-            if r >= 2:  # the first two calls compile and warm up
-                times[i].append(time.perf_counter() - start)
-    return [float(np.median(t)) for t in times]
+        for i, run in enumerate(runs):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            jax.block_until_ready(run(params, opt_state, key, x))
+            if r >= 1:  # the first call compiles
+                wall[i].append((time.perf_counter() - start) / n_steps)
+                cpu[i].append((time.process_time() - start_cpu) / n_steps)
+    ratios = [w / h for w, h in zip(wall[0], wall[1], strict=True)]
+    return ([float(np.median(t)) for t in wall], [float(np.median(t)) for t in cpu],
+            float(np.median(ratios)), [float(q) for q in np.percentile(ratios, [25, 75])])
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=20, help="training steps per repetition (one lax.scan)")
     parser.add_argument("--cases", default="IWAE-50,VIMCO-10", help="comma-separated subset to run")
     parser.add_argument("--out", default="benchmarks/results/vi_step.json")  # overwritten
     args = parser.parse_args(argv)
@@ -126,10 +149,18 @@ def main(argv=None) -> None:
         if name not in args.cases.split(","):
             continue
         # The two costs agree on their value (same model; the samples differ only by key use).
-        t_lib, t_hand = _time_pair([_make_step(library, optimizer, k), _make_step(handwritten, optimizer, k)],
-                                   params, x, args.reps)
-        results[name] = {"library_ms": 1e3 * t_lib, "handwritten_ms": 1e3 * t_hand, "ratio": t_lib / t_hand,
-                         "reps": args.reps, "batch": int(x.shape[0]), "k": k}
+        runs = [_make_run(cost, optimizer, k, args.steps) for cost in (library, handwritten)]
+        opt_state = optimizer.init(params)
+        cost = {label: _xla_cost(run, params, opt_state, x)
+                for label, run in zip(("library", "handwritten"), runs, strict=True)}
+        (w_lib, w_hand), (c_lib, c_hand), ratio, ratio_iqr = _time_pair(runs, params, x, args.reps,
+                                                                        args.steps)
+        results[name] = {"library_ms": 1e3 * w_lib, "handwritten_ms": 1e3 * w_hand, "ratio": w_lib / w_hand,
+                         "median_per_rep_ratio": ratio, "per_rep_ratio_iqr": ratio_iqr,
+                         "library_cpu_ms": 1e3 * c_lib, "handwritten_cpu_ms": 1e3 * c_hand,
+                         "cpu_ratio": c_lib / c_hand, "xla_cost": cost,
+                         "reps": args.reps, "steps_per_rep": args.steps, "batch": int(x.shape[0]), "k": k,
+                         "load_average": os.getloadavg()[0]}
         print(name, json.dumps(results[name]), flush=True)
     summary = {"device": str(jax.devices()[0]), "results": results}
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
