@@ -127,6 +127,13 @@ def reinforce(log_joint: jax.Array, log_q: jax.Array, state: ReinforceState, axi
     the mean signal over the *previous* steps (so the centering is independent of the current
     samples and the estimator stays unbiased), and `b(x)` is the optional learned baseline.
 
+    As in ZhuSuan, `b(x)` regresses the raw signal `l` (hundreds of nats for an MNIST model) and the
+    moving average then centres what is left, `l - b(x)`; Mnih & Gregor (2014) instead fit `b(x)` to
+    the centred signal `l - c`. The two give the same estimator once `b` has converged, but a
+    baseline network that starts near zero must learn a large offset first, so give it its own,
+    faster optimiser (e.g. `optax.multi_transform`, Adam 3e-2 against 1e-3 for the nets; see
+    `notebooks/03_discrete_latents.ipynb`).
+
     Args:
       log_joint: log p(x, z), shape `[*particles_and_batch]`; samples `z` must carry no gradient.
       log_q: log q(z), broadcastable to `log_joint`.
