@@ -16,12 +16,14 @@ import numpy as np
 import scipy.sparse
 
 __all__ = [
+    "BagOfWords",
     "Corpus",
     "from_sparse",
     "load_reuters",
     "load_uci_bag_of_words",
     "split_documents",
     "split_words",
+    "to_bag_of_words",
 ]
 
 
@@ -147,3 +149,46 @@ def split_words(counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         tokens = rng.permutation(np.repeat(np.arange(row.size), row))
         observed[d] = np.bincount(tokens[: (tokens.size + 1) // 2], minlength=row.size)
     return observed, counts - observed
+
+
+class BagOfWords(NamedTuple):
+    """Padded per-document word lists: a sparse corpus as two dense arrays `[n_docs, max_words]`.
+
+    Attributes:
+      word_index: int32 word ids; document d's distinct words first, then padding (id 0).
+      counts: float32 counts of those words; 0 at the padding, so padded entries add nothing to a
+        likelihood `sum_l counts[d, l] * log p(word_index[d, l])`.
+    """
+
+    word_index: np.ndarray
+    counts: np.ndarray
+
+
+def to_bag_of_words(counts, max_words: int | None = None) -> BagOfWords:
+    """Converts a count matrix `[n_docs, n_vocab]` (dense or SciPy sparse) to a `BagOfWords`.
+
+    Args:
+      counts: non-negative counts.
+      max_words: the padded width L (default: the largest number of distinct words in a document).
+
+    Returns:
+      A `BagOfWords` of two arrays `[n_docs, L]`.
+
+    Raises:
+      ValueError: `counts` is not 2-D, or a document has more than `max_words` distinct words.
+    """
+    matrix = scipy.sparse.csr_matrix(counts)
+    if matrix.ndim != 2:
+        raise ValueError(f"counts must be [n_docs, n_vocab], got shape {matrix.shape}")
+    matrix.eliminate_zeros()
+    n_words = np.diff(matrix.indptr)
+    width = int(max(n_words.max(initial=0), 1)) if max_words is None else int(max_words)
+    if n_words.max(initial=0) > width:
+        raise ValueError(f"a document has {n_words.max()} distinct words, more than max_words={width}")
+    word_index = np.zeros([matrix.shape[0], width], np.int32)
+    values = np.zeros([matrix.shape[0], width], np.float32)
+    for d in range(matrix.shape[0]):
+        start, stop = matrix.indptr[d], matrix.indptr[d + 1]
+        word_index[d, : stop - start] = matrix.indices[start:stop]
+        values[d, : stop - start] = matrix.data[start:stop]
+    return BagOfWords(word_index, values)

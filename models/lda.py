@@ -1,16 +1,20 @@
-"""Latent Dirichlet allocation by SVI (SGVB), with held-out perplexity against scikit-learn's LDA.
+"""Topic models (LDA by SVI, or ZhuSuan's logistic-normal model by Monte Carlo EM) vs scikit-learn's LDA.
 
-`python -m models lda [--method svi] [--topics K] [--out DIR]` splits the corpus's documents 80/20,
-fits LDA to the training documents, and evaluates by document completion: each test document's
-tokens are split at random into halves; its topic proportions are inferred from the first half and
-the per-word perplexity is measured on the second. scikit-learn's `LatentDirichletAllocation`
-(variational Bayes) is fitted to the same training documents with the same K and evaluated with
-the same protocol (proportions from its `transform`, topics from its normalised `components_`).
-Writes `metrics.json` (`perplexity`, `sklearn_perplexity`, `seconds`, `sklearn_seconds`),
-`top_words.txt` and `elbo.png`. Default corpus: the 395 Reuters stories of the `lda` package;
-`--docword FILE --vocab FILE` reads a UCI bag-of-words corpus instead.
+`python -m models lda [--method svi|lntm] [--topics K] [--out DIR]` splits the corpus's documents
+80/20, fits the model to the training documents, and evaluates by document completion: each test
+document's tokens are split at random into halves; its topic proportions are inferred from the
+first half and the per-word perplexity is measured on the second. scikit-learn's
+`LatentDirichletAllocation` (variational Bayes) is fitted to the same training documents with the
+same K and evaluated with the same protocol (proportions from its `transform`, topics from its
+normalised `components_`). `--method svi`: LDA with Dirichlet q (`models.lda_model`); `--method
+lntm`: ZhuSuan's logistic-normal topic model with HMC inside Monte Carlo EM (`models.lntm`), which
+also estimates the marginal likelihood of the whole test documents by AIS (`ais_log_likelihood`,
+nats per word, and `ais_perplexity`). Writes `metrics.json` (`perplexity`, `sklearn_perplexity`,
+`seconds`, `sklearn_seconds`, ...), `top_words.txt` and `trace.png` (the SVI ELBO or the EM
+log-likelihood). Default corpus: the 395 Reuters stories of the `lda` package; `--docword FILE
+--vocab FILE` reads a UCI bag-of-words corpus instead.
 
-The model is in `models.lda_model`; the loaders in `models.corpus`.
+The loaders are in `models.corpus`.
 """
 
 from __future__ import annotations
@@ -21,24 +25,30 @@ import time
 import jax
 import numpy as np
 
-from models import cli, corpus, lda_model
+from models import cli, corpus, lda_model, lntm
 
 __all__ = ["add_arguments", "main", "run", "sklearn_perplexity", "top_words"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `lda` command's flags."""
-    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi"])
+    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "lntm"], epochs=100)
     parser.add_argument("--topics", type=int, default=10, help="number of topics K")
     parser.add_argument("--steps", type=int, default=3000, help="SVI optimiser steps")
     parser.add_argument("--batch-size", type=int, default=64, help="documents per SVI step")
     parser.add_argument("--alpha", type=float, default=0.1, help="Dirichlet prior of the topic proportions")
-    parser.add_argument("--beta", type=float, default=0.05, help="Dirichlet prior of the topics")
+    parser.add_argument("--beta", type=float, default=0.3, help="svi: Dirichlet prior of the topics")
     parser.add_argument("--learning-rate", type=float, default=0.05, help="Adam step size")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of documents held out")
     parser.add_argument("--docword", default=None, help="UCI docword.NAME.txt[.gz] (instead of Reuters)")
     parser.add_argument("--vocab", default=None, help="UCI vocab.NAME.txt, with --docword")
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn reference")
+    parser.add_argument("--log-delta", type=float, default=0.0,
+                        help="lntm: log standard deviation of the topic logits' Gaussian prior (chosen on a "
+                             "validation split; ZhuSuan's 10 is almost flat and over-fits rare words)")
+    parser.add_argument("--lntm-learning-rate", type=float, default=1.0, help="lntm: Adam step size on beta")
+    parser.add_argument("--ais-chains", type=int, default=16, help="lntm: AIS chains per test document")
+    parser.add_argument("--ais-temperatures", type=int, default=500, help="lntm: AIS temperatures")
 
 
 def top_words(topics: np.ndarray, vocab: list[str], n: int = 10) -> list[list[str]]:
@@ -58,11 +68,59 @@ def sklearn_perplexity(train, observed, held_out, n_topics: int, seed: int) -> t
     return lda_model.document_completion_perplexity(model.transform, topics, observed, held_out), seconds
 
 
+def _fit_svi(args, key, train, vocab_size):
+    """LDA by SVI; returns `(topics, {metric: proportions_fn}, trace, extra metrics, None)`.
+
+    Test proportions by the mean-field fixed point (`perplexity`) and, for comparison, by SGVB on
+    q(theta) (`perplexity_sgvb_theta`).
+    """
+    key_fit, key_infer = jax.random.split(key)
+    params, trace = lda_model.fit_lda(key_fit, train, args.topics, n_steps=args.steps,
+                                      batch_size=min(args.batch_size, train.shape[0]), alpha=args.alpha,
+                                      beta=args.beta, learning_rate=args.learning_rate)
+    topics = np.asarray(jax.block_until_ready(lda_model.topic_word_means(params)))
+    alpha = args.alpha
+    infers = {"perplexity": lambda docs: lda_model.fixed_point_document_topics(topics, docs, alpha=alpha),
+              "perplexity_sgvb_theta": lambda docs: lda_model.infer_document_topics(key_infer, topics, docs,
+                                                                                    alpha=alpha)}
+    extra = {"steps": args.steps, "alpha": args.alpha, "beta": args.beta,
+             "final_elbo_per_token": float(np.mean(trace[-100:]) / train.sum())}
+    return topics, infers, np.asarray(trace), extra, None
+
+
+def _fit_lntm(args, key, train, vocab_size):
+    """The LNTM by Monte Carlo EM; returns `(topics, {metric: proportions_fn}, trace, extra, state)`."""
+    key_fit, key_infer = jax.random.split(key)
+    config = lntm.LNTMConfig(batch_size=min(args.batch_size, train.shape[0]), log_delta=args.log_delta,
+                             learning_rate=args.lntm_learning_rate)
+    state, trace = lntm.fit_lntm(key_fit, train, args.topics, vocab_size, n_epochs=args.epochs, config=config)
+    topics = np.asarray(jax.block_until_ready(lntm.topic_word_probs(state)))
+    extra = {"epochs": args.epochs, "log_delta": args.log_delta,
+             "final_train_log_likelihood_per_word": float(trace.log_likelihood_per_word[-1]),
+             "hmc_acceptance_rate": float(trace.acceptance_rate[-1])}
+    infer = lambda docs: np.asarray(lntm.document_topics(key_infer, state, docs, config=config)[0])
+    return topics, {"perplexity": infer}, np.asarray(trace.log_likelihood_per_word), extra, state
+
+
+def _ais_metrics(args, key, state, test_counts) -> dict:
+    """AIS estimate of the whole test documents' log-likelihood under the fitted LNTM."""
+    start = time.perf_counter()
+    log_marginal, stderr, acceptance = lntm.ais_log_likelihood(
+        key, state, test_counts, n_chains=args.ais_chains, n_temperatures=args.ais_temperatures)
+    n_tokens = float(test_counts.sum())
+    per_word = float(np.sum(log_marginal)) / n_tokens
+    return {"ais_log_likelihood": per_word, "ais_perplexity": float(np.exp(-per_word)),
+            "ais_log_likelihood_stderr": float(np.sqrt(np.sum(np.square(stderr)))) / n_tokens,
+            "ais_acceptance_rate": float(np.mean(acceptance)), "ais_chains": args.ais_chains,
+            "ais_temperatures": args.ais_temperatures, "ais_seconds": time.perf_counter() - start}
+
+
 def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     """Fits and evaluates as described in the module docstring.
 
     Returns:
-      `(metrics, elbo_trace [steps])`: the metrics dict written to `metrics.json`, and the SVI trace.
+      `(metrics, trace)`: the metrics dict written to `metrics.json`, and the SVI ELBO trace
+      (`[steps]`, nats) or the LNTM's training log-likelihood per word (`[epochs]`, nats).
 
     Raises:
       ValueError: only one of `--docword` and `--vocab` given.
@@ -74,35 +132,34 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     counts = data.dense()
     train_index, test_index = corpus.split_documents(counts.shape[0], args.test_fraction, args.seed)
     observed, held_out = corpus.split_words(counts[test_index], args.seed)
-    key_fit, key_infer = jax.random.split(jax.random.key(args.seed))
+    key_fit, key_ais = jax.random.split(jax.random.key(args.seed))
     start = time.perf_counter()
-    params, trace = lda_model.fit_lda(key_fit, counts[train_index], args.topics, n_steps=args.steps,
-                                      batch_size=min(args.batch_size, len(train_index)), alpha=args.alpha,
-                                      beta=args.beta, learning_rate=args.learning_rate)
-    topics = np.asarray(jax.block_until_ready(lda_model.topic_word_means(params)))
+    fit = _fit_lntm if args.method == "lntm" else _fit_svi
+    topics, infers, trace, extra, state = fit(args, key_fit, counts[train_index], counts.shape[1])
     seconds = time.perf_counter() - start
-    infer = lambda docs: lda_model.infer_document_topics(key_infer, topics, docs, alpha=args.alpha)
-    metrics = {"perplexity": lda_model.document_completion_perplexity(infer, topics, observed, held_out),
-               "seconds": seconds, "topics": args.topics, "steps": args.steps, "method": args.method,
-               "n_train_docs": len(train_index), "n_test_docs": len(test_index),
-               "final_elbo_per_token": float(np.mean(trace[-100:]) / counts[train_index].sum()),
-               "top_words": top_words(topics, data.vocab)}
+    metrics = {name: lda_model.document_completion_perplexity(infer, topics, observed, held_out)
+               for name, infer in infers.items()}
+    metrics |= {"seconds": seconds, "topics": args.topics, "method": args.method,
+                "n_train_docs": len(train_index), "n_test_docs": len(test_index), **extra}
+    if state is not None:
+        metrics.update(_ais_metrics(args, key_ais, state, counts[test_index]))
+    metrics["top_words"] = top_words(topics, data.vocab)
     if not args.no_sklearn:
         metrics["sklearn_perplexity"], metrics["sklearn_seconds"] = sklearn_perplexity(
             counts[train_index], observed, held_out, args.topics, args.seed)
-    return metrics, np.asarray(trace)
+    return metrics, trace
 
 
-def _plot_trace(path, trace):
+def _plot_trace(path, trace, method):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(trace, lw=0.5)
-    ax.set_xlabel("SVI step")
-    ax.set_ylabel("minibatch ELBO estimate (nats)")
+    ax.plot(trace, lw=0.5 if method == "svi" else 1.0)
+    ax.set_xlabel("SVI step" if method == "svi" else "EM epoch")
+    ax.set_ylabel("minibatch ELBO estimate (nats)" if method == "svi" else "train log-likelihood per word")
     ax.set_ylim(np.percentile(trace, 2), trace.max() + 0.02 * abs(trace.max()))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -116,8 +173,11 @@ def main(args: argparse.Namespace) -> int:
     lines = [f"topic {k}: {' '.join(words)}" for k, words in enumerate(metrics["top_words"])]
     print("\n".join(lines))
     (out / "top_words.txt").write_text("\n".join(lines) + "\n")
-    _plot_trace(out / "elbo.png", trace)
+    _plot_trace(out / "trace.png", trace, args.method)
     sk = metrics.get("sklearn_perplexity")
+    if "ais_perplexity" in metrics:
+        print(f"AIS test log-likelihood: {metrics['ais_log_likelihood']:.4f} nats/word "
+              f"(perplexity {metrics['ais_perplexity']:.1f})")
     print(f"held-out perplexity: {metrics['perplexity']:.1f} (ours, {metrics['seconds']:.0f} s)"
           + (f", {sk:.1f} (scikit-learn, {metrics['sklearn_seconds']:.0f} s)" if sk else ""))
     cli.write_metrics(out, metrics)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.optimize
+import scipy.special
 
 import ppl
 from models import lda_model
@@ -72,3 +73,17 @@ def test_svi_recovers_synthetic_topics(key):
     assert np.mean(trace[-50:]) > np.mean(trace[:50]) + 100
     with pytest.raises(ValueError, match="batch_size"):
         lda_model.fit_lda(key_fit, counts, 3, batch_size=1000)
+
+
+def test_fixed_point_document_topics_is_a_fixed_point():
+    topics = np.array([[0.7, 0.2, 0.05, 0.05], [0.05, 0.05, 0.2, 0.7]])
+    counts = np.array([[5.0, 2.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 3.0, 9.0]])
+    theta = np.asarray(lda_model.fixed_point_document_topics(topics, counts, alpha=0.1, n_iterations=200),
+                       np.float64)
+    # every sweep keeps sum(gamma_d) = K alpha + n_d, so gamma = theta * (K alpha + n_d); plugging it
+    # back into the update must return it (float32 iterates: 1e-4 relative)
+    gamma = theta * (2 * 0.1 + counts.sum(1, keepdims=True))
+    weights = np.exp(scipy.special.digamma(gamma))
+    updated = 0.1 + weights * ((counts / (weights @ topics)) @ topics.T)
+    np.testing.assert_allclose(updated, gamma, rtol=1e-4)
+    assert theta[0, 0] > 0.9 and theta[2, 1] > 0.9   # documents written in one topic's words
