@@ -1,18 +1,24 @@
 """HMC throughput on Bayesian logistic regression: this library vs BlackJAX `hmc` vs NumPyro `HMC`.
 
 Fixed step size, 10 leapfrog steps, identity mass, no adaptation; scikit-learn's breast cancer set
-(569 x 30 standardised features + intercept). Each contender's whole run (all transitions, all
-chains) is one compiled program, compiled before timing; repetitions of the three are interleaved
-(the CPU is shared and noisy) and medians reported as transitions per second (chains x draws / s).
-Also: ESS per second of adapted HMC (this library) vs NumPyro NUTS on the same posterior.
+(569 x 30 standardised features + intercept). BlackJAX and NumPyro's bare kernel run on a
+hand-written log-density twice: with the row-major `x @ w` a user would write, and with the
+feature-major layout `models.blr` uses (see `plain_log_density`). Each contender's whole run (all
+transitions, all chains) is one compiled program, compiled before timing; repetitions of the
+contenders are interleaved (the CPU is shared and noisy) and medians reported as transitions per
+second (chains x draws / s). Also: ESS per second of adapted HMC (this library) vs NumPyro NUTS
+on the same posterior.
 
-Usage: `python -m benchmarks.hmc_blr [--reps 5] [--quick]` (writes `benchmarks/results/hmc_blr.json`).
+Usage: `python -m benchmarks.hmc_blr [--reps 5] [--quick]` (writes `benchmarks/results/hmc_blr.json`);
+on a shared machine pin it to one core (`taskset -c 0`), see `benchmarks/README.md`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -32,9 +38,23 @@ __all__ = ["main"]
 STEP_SIZE, N_LEAPFROGS = 0.02, 10
 
 
-def plain_log_density(x, y):
+def plain_log_density(x, y, feature_major=False):
+    """Hand-written BLR log-density `w -> log p(y, w)` (up to a constant), closing over the data.
+
+    With `feature_major`, the features are copied once into `x.T` (`[d, n]`) and the logits are
+    `w @ x.T`, the layout `models.blr` uses; otherwise `x @ w` on the row-major `[n, d]` features.
+    """
+    if feature_major:
+        x_t = jnp.transpose(x)
+
+        def logits_fn(w):
+            return w @ x_t
+    else:
+        def logits_fn(w):
+            return x @ w
+
     def log_density(w):
-        logits = x @ w
+        logits = logits_fn(w)
         return jnp.sum(y * logits - jnp.logaddexp(0.0, logits)) - 0.5 * jnp.sum(w ** 2)
     return log_density
 
@@ -48,10 +68,11 @@ def ours(x, y, n_chains, n_samples):
     return lambda: jax.block_until_ready(compiled(keys, init)[0]["w"])
 
 
-def blackjax_hmc(x, y, n_chains, n_samples):
+def blackjax_hmc(x, y, n_chains, n_samples, feature_major=False):
     import blackjax
 
-    algorithm = blackjax.hmc(plain_log_density(x, y), STEP_SIZE, jnp.ones(x.shape[1]), N_LEAPFROGS)
+    algorithm = blackjax.hmc(plain_log_density(x, y, feature_major), STEP_SIZE, jnp.ones(x.shape[1]),
+                             N_LEAPFROGS)
 
     @jax.jit
     def run(key, positions):
@@ -94,7 +115,7 @@ def numpyro_hmc(x, y, n_chains, n_samples):
     return run
 
 
-def numpyro_hmc_kernel(x, y, n_chains, n_samples):
+def numpyro_hmc_kernel(x, y, n_chains, n_samples, feature_major=False):
     """NumPyro's HMC kernel (`numpyro.infer.hmc.hmc`) in the same harness: one jitted scan, vmapped chains.
 
     `MCMC.run` re-traces and re-compiles on every call (seconds of fixed cost), which would swamp
@@ -102,7 +123,7 @@ def numpyro_hmc_kernel(x, y, n_chains, n_samples):
     """
     from numpyro.infer.hmc import hmc
 
-    log_density = plain_log_density(x, y)
+    log_density = plain_log_density(x, y, feature_major)
     init_kernel, sample_kernel = hmc(potential_fn=lambda w: -log_density(w), algo="HMC")
 
     @jax.jit
@@ -127,6 +148,9 @@ def timed(fn) -> float:
 def throughput(x, y, n_chains, n_samples, reps):
     runs = {"ppl": ours(x, y, n_chains, n_samples), "blackjax": blackjax_hmc(x, y, n_chains, n_samples),
             "numpyro": numpyro_hmc_kernel(x, y, n_chains, n_samples),
+            # the same two on the feature-major layout that models.blr uses (`plain_log_density`)
+            "blackjax_feature_major": blackjax_hmc(x, y, n_chains, n_samples, feature_major=True),
+            "numpyro_feature_major": numpyro_hmc_kernel(x, y, n_chains, n_samples, feature_major=True),
             "numpyro_mcmc_run": numpyro_hmc(x, y, n_chains, n_samples)}
     times = {name: [] for name in runs}
     for _ in range(reps):              # interleaved repetitions
@@ -137,7 +161,11 @@ def throughput(x, y, n_chains, n_samples, reps):
     return {"n_chains": n_chains, "n_samples": n_samples, "median_seconds": medians,
             "transitions_per_second": per_second, "all_seconds": times,
             "ratio_vs_blackjax": per_second["ppl"] / per_second["blackjax"],
-            "ratio_vs_numpyro": per_second["ppl"] / per_second["numpyro"]}
+            "ratio_vs_numpyro": per_second["ppl"] / per_second["numpyro"],
+            "ratio_vs_best_numpyro_kernel": per_second["ppl"] / max(per_second["numpyro"],
+                                                                    per_second["numpyro_feature_major"]),
+            "ratio_vs_best_blackjax": per_second["ppl"] / max(per_second["blackjax"],
+                                                              per_second["blackjax_feature_major"])}
 
 
 def ess_per_second(x, y, n_chains, n_warmup, n_samples, reps):
@@ -179,12 +207,18 @@ def main(argv=None) -> dict:
     x, y, _, _ = load_breast_cancer(0, test_fraction=0.0)
     x, y = jnp.asarray(x), jnp.asarray(y)
     scale = 10 if args.quick else 1
-    report = {"machine": f"{platform.processor() or platform.machine()}, {jax.device_count()} x "
-                         f"{jax.devices()[0].device_kind}, jax {jax.__version__}",
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = os.getloadavg()
+    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+                         f"{jax.device_count()} x {jax.devices()[0].device_kind}, jax {jax.__version__}",
+              "started": started, "load_average_before": load_before,
+              "cpu_affinity": sorted(os.sched_getaffinity(0)),
               "data": f"breast cancer {tuple(x.shape)}", "step_size": STEP_SIZE, "n_leapfrogs": N_LEAPFROGS,
               "throughput": [throughput(x, y, 1, 2000 // scale, args.reps),
                              throughput(x, y, 32, 500 // scale, args.reps)],
               "ess": ess_per_second(x, y, 4, 500 // scale, 1000 // scale, max(1, args.reps // 2))}
+    report["load_average_after"] = os.getloadavg()
+    print(f"{started}, load {load_before[0]:.1f} -> {report['load_average_after'][0]:.1f}")
     for row in report["throughput"]:
         print(f"{row['n_chains']:>3} chains: transitions/s " +
               ", ".join(f"{k} {v:,.0f}" for k, v in row["transitions_per_second"].items()) +

@@ -74,7 +74,7 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, args: argparse.Namespace)
         key_init, key_fit = jax.random.split(key)
         params = svgp.init_svgp_params(key_init, x, min(args.inducing, x.shape[0]), hyper)
         batch = min(args.batch_size, x.shape[0])
-        n_steps = args.epochs * int(np.ceil(x.shape[0] / batch))
+        n_steps = args.epochs * (x.shape[0] // batch)   # the ragged last batch is dropped each epoch
         params, _ = svgp.fit_svgp(key_fit, params, x, y, args.kernel, n_steps=n_steps, batch_size=batch,
                                   n_particles=args.particles, learning_rate=args.learning_rate)
         mean, variance = svgp.predict_svgp(params, x_test, args.kernel)

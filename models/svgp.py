@@ -180,24 +180,31 @@ def fit_svgp(key: jax.Array, params: SVGPParams, x: np.ndarray, y: np.ndarray, k
              learning_rate: float = 0.01, jitter: float = 1e-6) -> tuple[SVGPParams, jax.Array]:
     """Fits an SVGP by Adam on the minibatch SGVB cost (one jit, one `lax.scan`).
 
-    Minibatches are drawn without replacement within each step (`min(batch_size, N)` points).
+    Minibatches are as in ZhuSuan's example: the training set is shuffled once per epoch and cut
+    into `N // B` batches of `B = min(batch_size, N)` points; the `N mod B` points left over are
+    dropped from that epoch (a different random subset each epoch), so every step has the same
+    shape and nothing recompiles. The shuffle is one permutation per epoch, not one per step.
+    The compiled program depends only on the shapes and the static arguments, so fits of data
+    sets of equal size (e.g. the splits of a UCI benchmark) reuse it.
 
     Args:
       key: a JAX PRNG key.
       params: the starting `SVGPParams` (e.g. from `init_svgp_params`).
       x: `[N, d]`; y: `[N]` (standardised targets work best).
       kernel, jitter, n_particles: as in `svgp_elbo`.
-      n_steps: optimiser steps; batch_size: B; learning_rate: Adam's step size.
+      n_steps: optimiser steps (`N // B` per epoch); batch_size: B; learning_rate: Adam's step size.
 
     Returns:
       `(params, elbo_trace [n_steps])`, the trace the per-point ELBO estimate (nats).
 
     Raises:
-      ValueError: `x` not `[N, d]` or `y` not `[N]`.
+      ValueError: `x` not `[N, d]` or `y` not `[N]`, or `n_steps < 1`.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[1] != params.inducing.shape[1]:
         raise ValueError(f"x must be [N, {params.inducing.shape[1]}] and y [N], got {x.shape}, {y.shape}")
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
     return _fit_svgp(key, params, x, y, kernel=kernel, n_steps=n_steps, batch=min(batch_size, x.shape[0]),
                      n_particles=n_particles, learning_rate=learning_rate, jitter=jitter)
 
@@ -207,18 +214,31 @@ def fit_svgp(key: jax.Array, params: SVGPParams, x: np.ndarray, y: np.ndarray, k
 def _fit_svgp(key, params, x, y, *, kernel, n_steps, batch, n_particles, learning_rate, jitter):
     n = x.shape[0]
     optimizer = optax.adam(learning_rate)
+    steps_per_epoch = n // batch
+    n_epochs = -(-n_steps // steps_per_epoch)
 
     def loss_fn(p, key_q, xb, yb):
         lb = svgp_elbo(key_q, p, xb, yb, n, kernel, n_particles, jitter)
         return lb.sgvb(), lb.value / n
 
-    def step(carry, key_step):
+    def step(carry, inputs):
         p, opt_state = carry
-        key_batch, key_q = jax.random.split(key_step)
-        index = jax.random.choice(key_batch, n, (batch,), replace=False) if batch < n else jnp.arange(n)
+        index, key_q, is_live = inputs
         (_, value), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, key_q, x[index], y[index])
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), value
+        updates, new_opt_state = optimizer.update(grads, opt_state, p)
+        # steps past n_steps in the last epoch leave the parameters as they are
+        new = (optax.apply_updates(p, updates), new_opt_state)
+        carry = jax.tree_util.tree_map(lambda a, b: jnp.where(is_live, a, b), new, carry)
+        return carry, value
 
-    (params, _), trace = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, n_steps))
-    return params, trace
+    def epoch(carry, inputs):
+        key_epoch, epoch_index = inputs
+        key_perm, key_q = jax.random.split(key_epoch)
+        order = jax.random.permutation(key_perm, n) if steps_per_epoch > 1 or batch < n else jnp.arange(n)
+        batches = order[:steps_per_epoch * batch].reshape(steps_per_epoch, batch)
+        is_live = epoch_index * steps_per_epoch + jnp.arange(steps_per_epoch) < n_steps
+        return jax.lax.scan(step, carry, (batches, jax.random.split(key_q, steps_per_epoch), is_live))
+
+    inputs = (jax.random.split(key, n_epochs), jnp.arange(n_epochs))
+    (params, _), trace = jax.lax.scan(epoch, (params, optimizer.init(params)), inputs)
+    return params, trace.reshape(-1)[:n_steps]

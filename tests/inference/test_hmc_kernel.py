@@ -197,3 +197,17 @@ def test_find_reasonable_step_size_brackets_half_acceptance():
     big, small = search(100.0), search(1e-4)
     assert 0.05 < float(big) < 2.0 and 0.05 < float(small) < 2.0
     assert 0.25 <= float(big) / float(small) <= 4.0
+
+
+def test_kernel_acceptance_frequency_matches_its_probability():
+    # If the Metropolis test uses a U(0, 1) draw independent of the proposal, the accepted fraction over
+    # many independent transitions from one state equals the mean acceptance probability. 4000
+    # transitions: standard error of the difference <= sqrt(0.25 / 4000) = 0.008; 0.04 is 5 standard
+    # errors (false-failure rate < 1e-6).
+    kernel = build_kernel()
+    state = init({"x": jnp.array([1.0, -0.5])}, gaussian_log_joint)
+    keys = jax.random.split(jax.random.key(5), 4000)
+    _, info = jax.jit(jax.vmap(lambda k: kernel(k, state, gaussian_log_joint, 0.9, jnp.ones(2), 3)))(keys)
+    rate = float(jnp.mean(info.acceptance_rate))
+    assert 0.2 < rate < 0.95   # a step size that rejects often enough for the test to mean something
+    assert abs(float(jnp.mean(info.is_accepted)) - rate) < 0.04

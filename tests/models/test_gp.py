@@ -98,3 +98,18 @@ def test_svgp_fit_predicts_a_smooth_function(key):
     assert np.all(var > 0) and np.mean(trace[-50:]) > np.mean(trace[:50])
     with pytest.raises(ValueError, match="n_inducing"):
         svgp.init_svgp_params(key_init, x, 500, gp_exact.init_params(1))
+
+
+def test_fit_svgp_epochs_and_compiled_program_reuse(key):
+    # 23 points in batches of 5: 4 steps per epoch (3 points dropped per epoch); 10 steps = 3 epochs with
+    # the last 2 steps of the third masked out, so the trace has exactly 10 entries; a second data set of
+    # the same shape reuses the compiled program (the jit cache does not grow).
+    x, y = _data(key, n=23, d=2)
+    params = svgp.init_svgp_params(key, x, 4, gp_exact.init_params(2))
+    _, trace = svgp.fit_svgp(key, params, x, y, n_steps=10, batch_size=5, n_particles=2)
+    assert trace.shape == (10,) and bool(jnp.all(jnp.isfinite(trace)))
+    before = svgp._fit_svgp._cache_size()
+    svgp.fit_svgp(jax.random.key(9), params, x + 1.0, y, n_steps=10, batch_size=5, n_particles=2)
+    assert svgp._fit_svgp._cache_size() == before
+    with pytest.raises(ValueError, match="n_steps"):
+        svgp.fit_svgp(key, params, x, y, n_steps=0)
