@@ -54,7 +54,7 @@ def make_runs(x, y, index):
     def ours(sampler):
         def run(key, position):
             def body(state, t):
-                model = bnn.build_bnn(x[index[t]], layer_sizes)
+                model = bnn.build_bnn(x[index[t]], layer_sizes, weight_prior=None)  # N(0, 1) weights
                 model.log_joint = scaled_log_joint(scale, ["y"])
                 return sampler.step(jax.random.fold_in(key, t), state, model, {"y": y[index[t]]})[0], None
             return jax.lax.scan(body, sampler.init(position), jnp.arange(index.shape[0]))[0].position
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train, jnp.float32)
     rng = np.random.default_rng(0)
     index = jnp.asarray(np.stack([rng.choice(x.shape[0], BATCH, replace=False) for _ in range(args.steps)]))
-    position = bnn.init_latent(jax.random.key(0), (x.shape[1], HIDDEN, 1))
+    position = bnn.init_latent(jax.random.key(0), (x.shape[1], HIDDEN, 1), weight_prior=None)
     results = {}
     for sampler, runs in make_runs(x, y, index).items():
         jitted = {name: jax.jit(run) for name, run in runs.items()}
