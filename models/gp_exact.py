@@ -13,7 +13,7 @@ References:
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -134,7 +134,7 @@ def build_exact_gp(params, x: jax.Array, kernel="rbf", jitter: float = 1e-6):
     return bn
 
 
-def log_marginal_likelihood(params: GPParams, x: jax.Array, y: jax.Array, kernel: str = "rbf",
+def log_marginal_likelihood(params: GPParams, x: jax.Array, y: jax.Array, kernel: str | Callable = "rbf",
                             jitter: float = 1e-6) -> jax.Array:
     """log p(y | x, params) in nats (a scalar, to maximise), by the DSL model `build_exact_gp`.
 
@@ -146,7 +146,7 @@ def log_marginal_likelihood(params: GPParams, x: jax.Array, y: jax.Array, kernel
 
 
 def exact_posterior(params: GPParams, x: jax.Array, y: jax.Array, x_test: jax.Array,
-                    kernel: str = "rbf", jitter: float = 1e-6) -> tuple[jax.Array, jax.Array]:
+                    kernel: str | Callable = "rbf", jitter: float = 1e-6) -> tuple[jax.Array, jax.Array]:
     """Posterior mean and variance of the latent f at `x_test` (Rasmussen and Williams, alg. 2.1).
 
     Args:
@@ -166,7 +166,7 @@ def exact_posterior(params: GPParams, x: jax.Array, y: jax.Array, x_test: jax.Ar
     return k_cross.T @ alpha, jnp.maximum(k_diag - jnp.sum(v**2, 0), 0.0)
 
 
-def fit_exact(x: jax.Array, y: jax.Array, kernel: str = "rbf", params: GPParams | None = None,
+def fit_exact(x: jax.Array, y: jax.Array, kernel: str | Callable = "rbf", params: GPParams | None = None,
               n_steps: int = 500, learning_rate: float = 0.05,
               jitter: float = 1e-6) -> tuple[GPParams, jax.Array]:
     """Type-II maximum likelihood: maximises the log marginal likelihood with Adam.
