@@ -8,6 +8,7 @@ same for any `position -> log p` function, with no DSL.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,6 +21,8 @@ from inference.hmc import adaptation as adapt
 from inference.hmc.kernel import HMCState, build_kernel, init
 from inference.log_joint import make_log_joint
 from inference.progress import ProgressBar, progress_callback
+
+_STAN_MIN_WARMUP = 150  # Stan's default initial buffer + first window + final buffer
 
 __all__ = ["HMC", "HMCSampleInfo"]
 
@@ -272,6 +275,14 @@ class HMC:
         is_collecting, is_window_end = adapt.window_schedule(n_warmup)
         if not self.adapt_mass or self.mass_schedule != "windowed":
             is_collecting, is_window_end = np.zeros_like(is_collecting), np.zeros_like(is_window_end)
+        elif n_warmup < _STAN_MIN_WARMUP:
+            warnings.warn(
+                f"HMC: n_warmup={n_warmup} is shorter than the {_STAN_MIN_WARMUP} iterations of Stan's "
+                f"windowed adaptation (75 step-size-only + 25 mass window + 50 step-size-only); the "
+                f"stages are shrunk to 15% / 75% / 10%, leaving {int(0.1 * n_warmup)} iterations to "
+                f"re-tune the step size after the last mass update. Expect a poor step "
+                f"size (low or zero acceptance) in high dimensions; use more warmup or adapt_mass=False.",
+                UserWarning, stacklevel=3)
         chain_step = jax.vmap(self._warmup_step, in_axes=(0, 0, None, None, None, None))
 
         def body(warm, xs):
