@@ -39,7 +39,7 @@ import optax
 
 import inference
 import ppl
-from models import cli, mnist, nn
+from models import cli, mnist, nn, vae_variants
 from models.vae_plots import plot_elbo, plot_reconstructions, plot_samples
 
 __all__ = [
@@ -383,20 +383,11 @@ def main(args: argparse.Namespace) -> int:
         from models import vae_flow
         return vae_flow.run(args)
     start = time.perf_counter()
-    data_dir = cli.data_dir_from(args)
-    dataset = args.dataset or ("mnist" if data_dir is not None else "mnist_5k")
-    epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS[dataset]
-    for flag, value in (("--epochs", epochs), ("--batch-size", args.batch_size),
-                        ("--n-importance", args.n_importance)):
-        if value < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {value}")
-    data = mnist.load_dataset(dataset, data_dir)
-    x_train, x_test = _spread(data.x_train, args.n_train), _spread(data.x_test, args.n_test)
+    run = vae_variants.prepare(args, DEFAULT_EPOCHS)  # checks the flags, loads and binarises the data
     out = cli.output_dir(args)
-    key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
-    is_binarized = dataset == "binarized_mnist"
-    if not is_binarized:  # the test digits are binarised once (as in ZhuSuan's example)
-        x_test = np.asarray(binarize(key_test, x_test))
+    dataset, epochs, x_train, x_test, is_binarized = (run.dataset, run.epochs, run.x_train, run.x_test,
+                                                      run.is_binarized)
+    key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
     result = fit(key_fit, x_train, x_test, epochs=epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, is_binarized=is_binarized, show_progress=not args.quiet)
     eval_start = time.perf_counter()
@@ -407,7 +398,7 @@ def main(args: argparse.Namespace) -> int:
                "train_elbo": float(result.train_elbo[-1]), **scores,
                "train_elbo_per_epoch": result.train_elbo, "test_elbo_per_epoch": result.test_elbo,
                "train_seconds": result.seconds, "eval_seconds": time.perf_counter() - eval_start}
-    shown = _spread(x_test, 40)  # evenly spaced: every class, as the packaged test set is sorted
+    shown = vae_variants.spread(x_test, 40)  # evenly spaced: every class, as the packaged test set is sorted
     samples, reconstructions = _pictures(result.params, key_plot, shown)
     plot_samples(out / "samples.png", np.asarray(samples))
     plot_reconstructions(out / "reconstructions.png", shown, np.asarray(reconstructions))
@@ -420,12 +411,6 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _spread(x: np.ndarray, n: int | None) -> np.ndarray:
-    """`n` evenly spaced rows of `x` (all of them for None), so a subset keeps every class."""
-    return x if n is None or n >= len(x) else x[np.linspace(0, len(x) - 1, n).astype(int)]
-
-
-@jax.jit
 def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     """Bernoulli draws with the pixel intensities `x` `[n, x_dim]` in [0, 1] as probabilities (float32)."""
     return jax.random.bernoulli(key, x).astype(jnp.float32)

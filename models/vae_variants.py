@@ -155,7 +155,7 @@ class PreparedRun(NamedTuple):
     keys: dict
 
 
-def _spread(x: np.ndarray, n: int | None) -> np.ndarray:
+def spread(x: np.ndarray, n: int | None) -> np.ndarray:
     """`n` evenly spaced rows of `x` (all of them for None), so a subset keeps every class."""
     return x if n is None or n >= len(x) else x[np.linspace(0, len(x) - 1, n).astype(int)]
 
@@ -180,7 +180,7 @@ def prepare(args: argparse.Namespace, default_epochs: dict[str, int]) -> Prepare
         if value < 1:
             raise ValueError(f"{flag} must be a positive integer, got {value}")
     data = mnist.load_dataset(dataset, data_dir)
-    x_train, x_test = _spread(data.x_train, args.n_train), _spread(data.x_test, args.n_test)
+    x_train, x_test = spread(data.x_train, args.n_train), spread(data.x_test, args.n_test)
     key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
     is_binarized = dataset == "binarized_mnist"
     if not is_binarized:
@@ -209,7 +209,7 @@ def write_outputs(args: argparse.Namespace, run: PreparedRun, result: VariantFit
                "n_importance": args.n_importance, **details, "train_elbo": float(result.train_elbo[-1]),
                **scores, "train_elbo_per_epoch": result.train_elbo, "test_elbo_per_epoch": result.test_elbo,
                "train_seconds": result.seconds}
-    shown = _spread(run.x_test, 40)
+    shown = spread(run.x_test, 40)
     samples, reconstructions = pictures_fn(result.params, run.keys["plot"], jnp.asarray(shown))
     plot_samples(out / "samples.png", np.asarray(samples))
     plot_reconstructions(out / "reconstructions.png", shown, np.asarray(reconstructions))
