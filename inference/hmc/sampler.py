@@ -8,6 +8,7 @@ same for any `position -> log p` function, with no DSL.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any, Callable, NamedTuple
 
@@ -23,6 +24,14 @@ from inference.log_joint import make_log_joint
 from inference.progress import ProgressBar, progress_callback
 
 _STAN_MIN_WARMUP = 150  # Stan's default initial buffer + first window + final buffer
+
+
+def _caller_stacklevel() -> int:
+    """The `stacklevel` that points a warning at the first frame outside this file (the user's call)."""
+    level, frame = 2, sys._getframe(2)   # 1: the function that warns; 2: its caller
+    while frame is not None and frame.f_code.co_filename == __file__:
+        level, frame = level + 1, frame.f_back
+    return level
 
 __all__ = ["HMC", "HMCSampleInfo"]
 
@@ -228,10 +237,21 @@ class HMC:
 
         Raises:
           ValueError: negative sizes or `thinning < 1`.
+
+        Warns:
+          UserWarning: windowed mass adaptation with `0 < n_warmup < 150` (Stan's minimum schedule).
         """
         if n_samples < 1 or n_warmup < 0 or thinning < 1:
             raise ValueError(f"need n_samples >= 1, n_warmup >= 0, thinning >= 1; got {n_samples}, "
                              f"{n_warmup}, {thinning}")
+        if self.adapt_mass and self.mass_schedule == "windowed" and 0 < n_warmup < _STAN_MIN_WARMUP:
+            warnings.warn(
+                f"HMC: n_warmup={n_warmup} is shorter than the {_STAN_MIN_WARMUP} iterations of Stan's "
+                f"windowed adaptation (75 step-size-only + 25 mass window + 50 step-size-only); the "
+                f"stages are shrunk to 15% / 75% / 10%, leaving {int(0.1 * n_warmup)} iterations to "
+                f"re-tune the step size after the last mass update. Expect a poor step "
+                f"size (low or zero acceptance) in high dimensions; use more warmup or adapt_mass=False.",
+                UserWarning, stacklevel=_caller_stacklevel())
         cache_key = (log_joint_fn, n_samples, n_warmup, thinning, transform_fn, progress_bar)
         if cache_key in self._compiled:
             return self._compiled[cache_key]
@@ -275,14 +295,6 @@ class HMC:
         is_collecting, is_window_end = adapt.window_schedule(n_warmup)
         if not self.adapt_mass or self.mass_schedule != "windowed":
             is_collecting, is_window_end = np.zeros_like(is_collecting), np.zeros_like(is_window_end)
-        elif n_warmup < _STAN_MIN_WARMUP:
-            warnings.warn(
-                f"HMC: n_warmup={n_warmup} is shorter than the {_STAN_MIN_WARMUP} iterations of Stan's "
-                f"windowed adaptation (75 step-size-only + 25 mass window + 50 step-size-only); the "
-                f"stages are shrunk to 15% / 75% / 10%, leaving {int(0.1 * n_warmup)} iterations to "
-                f"re-tune the step size after the last mass update. Expect a poor step "
-                f"size (low or zero acceptance) in high dimensions; use more warmup or adapt_mass=False.",
-                UserWarning, stacklevel=3)
         chain_step = jax.vmap(self._warmup_step, in_axes=(0, 0, None, None, None, None))
 
         def body(warm, xs):

