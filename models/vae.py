@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import time
 from typing import NamedTuple
 
@@ -306,20 +305,8 @@ def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_si
     Raises:
       ValueError: `x` is not `[n, x_dim]` with n >= 1, or a non-positive size.
     """
-    x = np.asarray(x, np.float32)
-    x_dim, _ = _dims(params)
-    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != x_dim:
-        raise ValueError(f"evaluate: x must be [n, {x_dim}] with n >= 1, got shape {x.shape}")
-    if n_importance < 1 or batch_size < 1:
-        raise ValueError(f"n_importance and batch_size must be positive, got {n_importance}, {batch_size}")
-    n = x.shape[0]
-    batch_size = min(batch_size, n)
-    n_chunks = math.ceil(n / batch_size)
-    padded = np.concatenate([x, np.zeros((n_chunks * batch_size - n, x_dim), x.dtype)])
-    lower_bound, log_likelihood = _evaluate_chunks(params, key, padded.reshape(n_chunks, batch_size, x_dim),
-                                                   n_importance)
-    return {"test_elbo": float(np.mean(np.asarray(lower_bound).reshape(-1)[:n])),
-            "test_log_likelihood": float(np.mean(np.asarray(log_likelihood).reshape(-1)[:n]))}
+    return vae_variants.evaluate_in_chunks(_evaluate_chunks, params, key, x, _dims(params)[0], n_importance,
+                                           batch_size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
