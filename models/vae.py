@@ -371,30 +371,13 @@ def main(args: argparse.Namespace) -> int:
         return vae_flow.run(args)
     start = time.perf_counter()
     run = vae_variants.prepare(args, DEFAULT_EPOCHS)  # checks the flags, loads and binarises the data
-    out = cli.output_dir(args)
-    dataset, epochs, x_train, x_test, is_binarized = (run.dataset, run.epochs, run.x_train, run.x_test,
-                                                      run.is_binarized)
-    key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
-    result = fit(key_fit, x_train, x_test, epochs=epochs, batch_size=args.batch_size,
-                 learning_rate=args.learning_rate, is_binarized=is_binarized, show_progress=not args.quiet)
+    result = fit(run.keys["fit"], run.x_train, run.x_test, epochs=run.epochs, batch_size=args.batch_size,
+                 learning_rate=args.learning_rate, is_binarized=run.is_binarized,
+                 show_progress=not args.quiet)
     eval_start = time.perf_counter()
-    scores = evaluate(result.params, key_eval, x_test, n_importance=args.n_importance)
-    metrics = {"dataset": dataset, "epochs": epochs, "seed": args.seed, "n_train": len(x_train),
-               "n_test": len(x_test), "z_dim": _dims(result.params)[1], "batch_size": args.batch_size,
-               "learning_rate": args.learning_rate, "n_importance": args.n_importance,
-               "train_elbo": float(result.train_elbo[-1]), **scores,
-               "train_elbo_per_epoch": result.train_elbo, "test_elbo_per_epoch": result.test_elbo,
-               "train_seconds": result.seconds, "eval_seconds": time.perf_counter() - eval_start}
-    shown = vae_variants.spread(x_test, 40)  # evenly spaced: every class, as the packaged test set is sorted
-    samples, reconstructions = _pictures(result.params, key_plot, shown)
-    plot_samples(out / "samples.png", np.asarray(samples))
-    plot_reconstructions(out / "reconstructions.png", shown, np.asarray(reconstructions))
-    plot_elbo(out / "elbo.png", result.train_elbo, result.test_elbo)
-    metrics["seconds"] = time.perf_counter() - start
-    path = cli.write_metrics(out, metrics)
-    print(f"vae on {dataset}: train ELBO {metrics['train_elbo']:.2f}, test ELBO {scores['test_elbo']:.2f}, "
-          f"test log-likelihood {scores['test_log_likelihood']:.2f} nats ({args.n_importance} importance "
-          f"samples), {metrics['seconds']:.0f} s; wrote {path} and PNGs to {out}")
+    scores = evaluate(result.params, run.keys["eval"], run.x_test, n_importance=args.n_importance)
+    details = {"z_dim": _dims(result.params)[1], "eval_seconds": time.perf_counter() - eval_start}
+    vae_variants.write_outputs(args, run, result, scores, details, _pictures, start, name="vae")
     return 0
 
 
