@@ -1,15 +1,16 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows, hmc, sgmcmc
+from inference import compile_cache, estimators, flows, hmc, sgmcmc
 from inference.ais import AIS, AISResult
 from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
 from inference.elbo import EvidenceLowerBoundObjective, elbo
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
-from inference.hmc import HMC, HMCSampleInfo
+from inference.hmc import HMC, NUTS, ChEES, HMCSampleInfo
 from inference.importance import is_loglikelihood, log_mean_exp
 from inference.iw_objective import ImportanceWeightedObjective, importance_weighted_objective, iw_objective
 from inference.klpq import InclusiveKLObjective, klpq
 from inference.log_joint import LatentSpec, LogJointModel, latent_specs, log_joint_fn, make_log_joint
+from inference.mcmc_result import MCMCResult, MCMCState
 from inference.objective import VariationalObjective
 from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, SGMCMCResult, scaled_log_joint
 
@@ -22,6 +23,11 @@ __all__ = [
     "scaled_log_joint",
     "sgmcmc",
     "AIS",
+    "ChEES",
+    "MCMCResult",
+    "MCMCState",
+    "NUTS",
+    "compile_cache",
     "AISResult",
     "HMC",
     "HMCSampleInfo",

@@ -1,9 +1,10 @@
 """A progress bar for jitted, vmapped loops: host callbacks from inside `lax.scan`.
 
-`progress_callback(i, total, bar)` is called in the body of a scan over time (outside the vmap
+`progress_callback(i, every, bar)` is called in the body of a scan over time (outside the vmap
 over chains, so it fires once per step for all chains); every `every` steps it sends the step
-number to the host with `jax.debug.callback`, which moves a tqdm bar. Nothing is recompiled and
-the loop stays one XLA program.
+number to the host with `jax.debug.callback`. With `bar=True` the callback goes to whichever
+`ProgressBar` is active (`with ProgressBar(...):`) when the program runs, so one compiled program
+serves every call: the bar is not part of what is compiled.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from jax import lax
 
 __all__ = ["ProgressBar", "progress_callback"]
 
+_ACTIVE: list = [None]   # the active bar (callbacks run on XLA's host threads, so not thread-local)
+
 
 class ProgressBar:
     """A tqdm bar on the host (a no-op when tqdm is missing or `is_enabled` is False).
+
+    Use it as a context manager to make it the target of `progress_callback(..., bar=True)`.
 
     Args:
       total: the number of steps of the whole run.
@@ -54,16 +59,33 @@ class ProgressBar:
             self.set(self.total)
             self._bar.close()
 
+    def __enter__(self) -> ProgressBar:
+        self._previous = _ACTIVE[0]
+        _ACTIVE[0] = self
+        return self
 
-def progress_callback(step: jax.Array, every: int, bar: ProgressBar | None) -> None:
-    """Inside a scan body: report `step + 1` to `bar` when `(step + 1) % every == 0`.
+    def __exit__(self, *exc) -> None:
+        _ACTIVE[0] = self._previous
+        self.close()
+
+
+def _report(step) -> None:
+    bar = _ACTIVE[0]
+    if bar is not None:
+        bar.set(step)
+
+
+def progress_callback(step: jax.Array, every: int, bar: ProgressBar | bool | None) -> None:
+    """Inside a scan body: report `step + 1` when `(step + 1) % every == 0`.
 
     Args:
       step: the scan's step counter, an unbatched int array of shape `[]`.
       every: report interval in steps (static).
-      bar: the host bar, or None (then nothing is traced).
+      bar: a `ProgressBar` (baked into the program), True (report to the active `ProgressBar` when
+        the program runs), or None/False (nothing is traced).
     """
-    if bar is None or not bar.is_enabled:
+    if bar is None or bar is False or (isinstance(bar, ProgressBar) and not bar.is_enabled):
         return
+    target = bar.set if isinstance(bar, ProgressBar) else _report
     lax.cond((step + 1) % every == 0,
-             lambda s: jax.debug.callback(bar.set, s + 1), lambda s: None, step)
+             lambda s: jax.debug.callback(target, s + 1), lambda s: None, step)

@@ -32,7 +32,7 @@ from inference.hmc.kernel import HMCState, energy_change
 
 __all__ = [
     "DualAveragingState", "dual_averaging_init", "dual_averaging_update", "dual_averaging_final",
-    "WelfordState", "welford_init", "welford_update", "welford_final",
+    "WelfordState", "welford_init", "welford_update", "welford_update_batch", "welford_final",
     "EMAState", "ema_init", "ema_update", "ema_final",
     "window_schedule", "find_reasonable_step_size",
 ]
@@ -49,10 +49,17 @@ class DualAveragingState(NamedTuple):
     mu: jax.Array
 
 
-def dual_averaging_init(step_size) -> DualAveragingState:
-    """Starts dual averaging at `step_size` with mu = log(10 * step_size)."""
-    log_step_size = jnp.log(jnp.asarray(step_size, jnp.float32))
-    zero = jnp.zeros((), jnp.float32)
+def dual_averaging_init(step_size, dtype=None) -> DualAveragingState:
+    """Starts dual averaging at `step_size` with mu = log(10 * step_size).
+
+    Args:
+      step_size: the starting step size, shape `[]`.
+      dtype: the float dtype of the state (the position's); None takes `step_size`'s, or the
+        default float dtype for a Python number.
+    """
+    dtype = jnp.result_type(step_size, float) if dtype is None else dtype
+    log_step_size = jnp.log(jnp.asarray(step_size, dtype))
+    zero = jnp.zeros((), dtype)
     mu = jnp.log(10.0) + log_step_size
     return DualAveragingState(log_step_size, zero, jnp.zeros((), jnp.int32), zero, mu)
 
@@ -67,8 +74,9 @@ def dual_averaging_update(state: DualAveragingState, acceptance_rate, target_acc
       \\log \\bar\\epsilon_t = t^{-\\kappa} \\log \\epsilon_t + (1 - t^{-\\kappa}) \\log \\bar\\epsilon_{t-1}
     """
     count = state.count + 1
-    t = count.astype(jnp.float32)
+    t = count.astype(state.log_step_size.dtype)
     eta = 1.0 / (t + t0)
+    acceptance_rate = jnp.asarray(acceptance_rate, t.dtype)
     error_avg = (1.0 - eta) * state.error_avg + eta * (target_acceptance_rate - acceptance_rate)
     log_step_size = state.mu - jnp.sqrt(t) / gamma * error_avg
     weight = t ** (-kappa)
@@ -105,6 +113,23 @@ def welford_update(state: WelfordState, x: jax.Array) -> WelfordState:
         m2 = state.m2 + jnp.outer(x - mean, delta)
     else:
         m2 = state.m2 + (x - mean) * delta
+    return WelfordState(mean, m2, count)
+
+
+def welford_update_batch(state: WelfordState, xs: jax.Array) -> WelfordState:
+    """Adds a batch of flat positions `xs` of shape `[n, d]` (e.g. all chains' positions at once),
+    merging the batch's moments into the running ones (Chan, Golub and LeVeque 1979)."""
+    n = jnp.asarray(xs.shape[0], state.count.dtype)
+    batch_mean = jnp.mean(xs, axis=0)
+    centred = xs - batch_mean
+    count = state.count + n
+    delta = batch_mean - state.mean
+    mean = state.mean + delta * (n / count)
+    weight = state.count * n / count
+    if state.m2.ndim == 2:
+        m2 = state.m2 + centred.T @ centred + weight * jnp.outer(delta, delta)
+    else:
+        m2 = state.m2 + jnp.sum(centred ** 2, axis=0) + weight * delta ** 2
     return WelfordState(mean, m2, count)
 
 
@@ -198,7 +223,7 @@ def find_reasonable_step_size(key, state: HMCState, log_joint_fn, step_size, inv
         return jnp.where(jnp.isfinite(energy1), energy0 - energy1, -jnp.inf)
 
     target_log_accept = float(np.log(target_acceptance))
-    step_size = jnp.asarray(step_size, jnp.float32)
+    step_size = jnp.asarray(step_size, jnp.result_type(*jax.tree_util.tree_leaves(state.position)))
     key, key_first = jax.random.split(key)
     direction = jnp.where(log_accept(key_first, step_size) > target_log_accept, 1.0, -1.0)
 
@@ -209,7 +234,7 @@ def find_reasonable_step_size(key, state: HMCState, log_joint_fn, step_size, inv
     def body(carry):
         key, eps, i, _ = carry
         key, key_try = jax.random.split(key)
-        new_eps = eps * 2.0 ** direction
+        new_eps = (eps * 2.0 ** direction).astype(eps.dtype)
         crossed = (direction * (log_accept(key_try, new_eps) - target_log_accept)) <= 0
         # keep the last step size on the good side when growing; the first small enough when shrinking
         eps = jnp.where(crossed & (direction > 0), eps, new_eps)

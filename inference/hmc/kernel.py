@@ -24,7 +24,7 @@ from jax.flatten_util import ravel_pytree
 from inference.hmc.integrators import IntegratorState, leapfrog_trajectory, velocity_verlet
 from inference.hmc.metrics import gaussian_euclidean
 
-__all__ = ["HMCState", "HMCInfo", "init", "build_kernel", "energy_change"]
+__all__ = ["HMCState", "HMCInfo", "init", "build_kernel", "energy_change", "safe_energy_change", "transition"]
 
 
 class HMCState(NamedTuple):
@@ -103,6 +103,36 @@ def energy_change(log_joint_fn, state: HMCState, key, step_size, inverse_mass_ma
     return end, energy0, energy1
 
 
+def safe_energy_change(energy0, energy1):
+    """`energy1 - energy0` (nats), with a non-finite `energy1` (NaN, or -inf from an overflowing
+    log-joint) read as +inf: such a point is rejected, has zero weight, and is divergent."""
+    return jnp.where(jnp.isfinite(energy1), energy1 - energy0, jnp.inf)
+
+
+def transition(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matrix, n_leapfrogs,
+               divergence_threshold: float = 1000.0):
+    """One HMC transition; also returns the proposal (the trajectory's end, before Metropolis).
+
+    See `build_kernel` for the arguments.
+
+    Returns:
+      `(HMCState, HMCInfo, proposal IntegratorState)`.
+    """
+    key_momentum, key_accept = jax.random.split(key)
+    end, energy0, energy1 = energy_change(log_joint_fn, state, key_momentum, step_size, inverse_mass_matrix,
+                                          n_leapfrogs)
+    delta = energy1 - energy0
+    safe_delta = safe_energy_change(energy0, energy1)
+    acceptance_rate = jnp.minimum(1.0, jnp.exp(-safe_delta))
+    is_divergent = safe_delta > divergence_threshold
+    log_u = jnp.log(jax.random.uniform(key_accept, dtype=jnp.result_type(delta)))
+    is_accepted = log_u < -safe_delta
+    proposal = HMCState(end.position, end.log_joint, end.log_joint_grad)
+    new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(is_accepted, a, b), proposal, state)
+    energy = jnp.where(is_accepted, energy1, energy0)
+    return new_state, HMCInfo(acceptance_rate, is_accepted, is_divergent, energy, delta), end
+
+
 def build_kernel(divergence_threshold: float = 1000.0):
     """Returns the HMC transition `kernel`.
 
@@ -125,19 +155,8 @@ def build_kernel(divergence_threshold: float = 1000.0):
     """
 
     def kernel(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matrix, n_leapfrogs):
-        key_momentum, key_accept = jax.random.split(key)
-        end, energy0, energy1 = energy_change(log_joint_fn, state, key_momentum, step_size,
-                                              inverse_mass_matrix, n_leapfrogs)
-        delta = energy1 - energy0
-        # A non-finite proposal energy (NaN, or -inf from an overflowing log-joint) is a rejection.
-        safe_delta = jnp.where(jnp.isfinite(energy1), delta, jnp.inf)
-        acceptance_rate = jnp.minimum(1.0, jnp.exp(-safe_delta))
-        is_divergent = safe_delta > divergence_threshold
-        log_u = jnp.log(jax.random.uniform(key_accept, dtype=jnp.result_type(delta)))
-        is_accepted = log_u < -safe_delta
-        proposal = HMCState(end.position, end.log_joint, end.log_joint_grad)
-        new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(is_accepted, a, b), proposal, state)
-        energy = jnp.where(is_accepted, energy1, energy0)
-        return new_state, HMCInfo(acceptance_rate, is_accepted, is_divergent, energy, delta)
+        new_state, info, _ = transition(key, state, log_joint_fn, step_size, inverse_mass_matrix, n_leapfrogs,
+                                        divergence_threshold)
+        return new_state, info
 
     return kernel
