@@ -29,7 +29,9 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from inference.hmc.kernel import HMCState, build_kernel
-from inference.log_joint import make_log_joint, unconstrained_log_joint_fn
+from inference.compile_cache import PROGRAMS
+from inference.hmc import model as dsl
+from inference.log_joint import unconstrained_log_joint_fn
 
 __all__ = ["AIS", "AISResult", "temperature_schedule"]
 
@@ -103,56 +105,84 @@ class AIS:
     def run(self, key: jax.Array, n_chains: int) -> AISResult:
         """Runs `n_chains` independent AIS chains and combines their weights.
 
+        The run is one compiled program, reused by later calls with the same model builders, static
+        arguments, shapes, HMC configuration, `n_temperatures` and `n_chains` (observations, data
+        arguments, the step size and the schedule's values are traced).
+
         Args:
           key: PRNG key.
           n_chains: K, the number of annealing chains (importance samples).
 
         Returns:
           An `AISResult`.
+
+        Raises:
+          ValueError: the proposal's latents differ from the model's, or `n_chains < 1`.
         """
+        if isinstance(n_chains, bool) or not isinstance(n_chains, (int, np.integer)) or n_chains < 1:
+            raise ValueError(f"n_chains must be a positive int, got {n_chains!r}")
         key_trace, key_init, key_run = jax.random.split(key, 3)
-        model = make_log_joint(self.meta_bn, self.observed, key=key_trace)
-        specs = model.specs
-        proposal = make_log_joint(self.proposal_meta_bn, {}, key=key_trace)
-        shapes = {name: spec.shape for name, spec in specs.items()}
-        proposal_shapes = {name: spec.shape for name, spec in proposal.specs.items()}
+        arrays, static = dsl.split_model(self.meta_bn, self.observed)
+        proposal_arrays, proposal_static = dsl.split_model(self.proposal_meta_bn, {})
+        summary = dsl.latent_summary(self.meta_bn, self.observed, static, key_trace)
+        shapes = {name: s.shape for name, s in summary.items()}
+        proposal_shapes = {name: s.shape for name, s in dsl.latent_summary(self.proposal_meta_bn, {}, proposal_static,
+                                                                           key_trace).items()}
         if shapes != proposal_shapes:
             raise ValueError(f"the proposal's latents {proposal_shapes} must match the model's {shapes}")
-        log_p = model.log_joint_fn
-        log_q = unconstrained_log_joint_fn(self.proposal_meta_bn, {}, specs)
+        program_key = ("ais", static.key, proposal_static.key, self.n_temperatures, self.hmc.n_leapfrogs,
+                       int(n_chains))
+        program = PROGRAMS.get(program_key, lambda: self._program(static, proposal_static, int(n_chains), summary))
+        dtype = jnp.result_type(float)
+        return program(key_init, key_run, arrays, proposal_arrays, jnp.asarray(self.betas, dtype),
+                       jnp.asarray(self.hmc.step_size, dtype))
 
-        def initial_position(k):
-            bn = self.proposal_meta_bn.observe(k)
-            return model.to_unconstrained({name: bn[name].value for name in specs})
+    def _program(self, static, proposal_static, n_chains, summary):
+        n_leapfrogs = self.hmc.n_leapfrogs
 
-        positions = jax.vmap(initial_position)(jax.random.split(key_init, n_chains))
-        keys = jax.random.split(key_run, n_chains)
-        chains = jax.jit(jax.vmap(lambda k, position: self._chain(k, position, log_p, log_q)))
-        log_w, acceptance = chains(keys, positions)
-        log_marginal = jax.nn.logsumexp(log_w) - jnp.log(n_chains)
-        w = jnp.exp(log_w - jnp.max(log_w))
-        stderr = jnp.std(w) / (jnp.sqrt(n_chains) * jnp.mean(w))
-        return AISResult(log_marginal, log_w, stderr, acceptance)
+        def program(key_init, key_run, arrays, proposal_arrays, betas, step_size):
+            meta_bn, observed = dsl.rebuild_model(static, arrays)
+            proposal_bn, _ = dsl.rebuild_model(proposal_static, proposal_arrays)
+            model = dsl.log_joint_model(meta_bn, observed, summary)
+            log_q = unconstrained_log_joint_fn(proposal_bn, {}, model.specs)
 
-    def _chain(self, key, position, log_p, log_q):
-        """One annealing chain: `(key, position) -> (log weight [], mean acceptance [])`."""
-        kernel = build_kernel()
-        betas = jnp.asarray(self.betas, jnp.float32)
-        p_and_grad, q_and_grad = jax.value_and_grad(log_p), jax.value_and_grad(log_q)
-        inverse_mass = jnp.ones_like(ravel_pytree(position)[0])
+            def initial_position(k):
+                bn = proposal_bn.observe(k)
+                return model.to_unconstrained({name: bn[name].value for name in model.specs})
 
-        def step(carry, xs):
-            position, log_w = carry
-            t, beta_prev, beta = xs
-            (lp, gp), (lq, gq) = p_and_grad(position), q_and_grad(position)
-            log_w = log_w + (beta - beta_prev) * (lp - lq)
-            target = lambda u: (1.0 - beta) * log_q(u) + beta * log_p(u)
-            grad = jax.tree_util.tree_map(lambda a, b: (1.0 - beta) * b + beta * a, gp, gq)
-            state = HMCState(position, (1.0 - beta) * lq + beta * lp, grad)
-            state, info = kernel(jax.random.fold_in(key, t), state, target, self.hmc.step_size, inverse_mass,
-                                 self.hmc.n_leapfrogs)
-            return (state.position, log_w), info.acceptance_rate
+            positions = jax.vmap(initial_position)(jax.random.split(key_init, n_chains))
+            keys = jax.random.split(key_run, n_chains)
+            chain = lambda k, position: _chain(k, position, model.log_joint_fn, log_q, betas, step_size,
+                                               n_leapfrogs)
+            log_w, acceptance = jax.vmap(chain)(keys, positions)
+            log_marginal = jax.nn.logsumexp(log_w) - jnp.log(n_chains)
+            w = jnp.exp(log_w - jnp.max(log_w))
+            stderr = jnp.std(w) / (jnp.sqrt(n_chains) * jnp.mean(w))
+            return AISResult(log_marginal, log_w, stderr, acceptance)
 
-        xs = (jnp.arange(self.n_temperatures), betas[:-1], betas[1:])
-        (_, log_w), acceptance = lax.scan(step, (position, jnp.zeros(())), xs)
-        return log_w, jnp.mean(acceptance)
+        return jax.jit(program)
+
+
+def _chain(key, position, log_p, log_q, betas, step_size, n_leapfrogs):
+    """One annealing chain: `(key, position) -> (log weight [], mean acceptance [])`."""
+    kernel = build_kernel()
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(position))
+    betas = betas.astype(dtype)
+    p_and_grad, q_and_grad = jax.value_and_grad(log_p), jax.value_and_grad(log_q)
+    inverse_mass = jnp.ones_like(ravel_pytree(position)[0])
+
+    def step(carry, xs):
+        position, log_w = carry
+        t, beta_prev, beta = xs
+        (lp, gp), (lq, gq) = p_and_grad(position), q_and_grad(position)
+        log_w = log_w + (beta - beta_prev) * (lp - lq)
+        target = lambda u: (1.0 - beta) * log_q(u) + beta * log_p(u)
+        grad = jax.tree_util.tree_map(lambda a, b: (1.0 - beta) * b + beta * a, gp, gq)
+        state = HMCState(position, (1.0 - beta) * lq + beta * lp, grad)
+        state, info = kernel(jax.random.fold_in(key, t), state, target, step_size.astype(dtype), inverse_mass,
+                             jnp.asarray(n_leapfrogs))
+        return (state.position, log_w), info.acceptance_rate
+
+    xs = (jnp.arange(betas.shape[0] - 1), betas[:-1], betas[1:])
+    (_, log_w), acceptance = lax.scan(step, (position, jnp.zeros((), dtype)), xs)
+    return log_w, jnp.mean(acceptance)

@@ -237,8 +237,8 @@ def _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epoch
     model_fn = _model_fn(layer_sizes, n_train, batch_size, noise_prior, weight_prior)
     result = sample(key_run, sampler, model_fn, {"x": x, "y": y}, init,
                     batch_size=batch_size, n_epochs=epochs,
-                    n_burnin_epochs=epochs // 2 if burnin_epochs is None else burnin_epochs,
-                    thin=n_batches, n_chains=n_chains, is_init_batched=True, show_progress=show_progress)
+                    n_warmup_epochs=epochs // 2 if burnin_epochs is None else burnin_epochs,
+                    thinning=n_batches, n_chains=n_chains, is_init_batched=True, progress_bar=show_progress)
     samples = {name: value.reshape((-1,) + value.shape[2:]) for name, value in result.samples.items()}
     return Posterior(samples, layer_sizes)
 

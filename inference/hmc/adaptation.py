@@ -224,22 +224,24 @@ def find_reasonable_step_size(key, state: HMCState, log_joint_fn, step_size, inv
 
     target_log_accept = float(np.log(target_acceptance))
     step_size = jnp.asarray(step_size, jnp.result_type(*jax.tree_util.tree_leaves(state.position)))
-    key, key_first = jax.random.split(key)
-    direction = jnp.where(log_accept(key_first, step_size) > target_log_accept, 1.0, -1.0)
 
     def cond(carry):
-        _, eps, i, is_done = carry
-        return (~is_done) & (i < max_iterations)
+        _, _, i, _, is_done = carry
+        return (~is_done) & (i <= max_iterations)
 
     def body(carry):
-        key, eps, i, _ = carry
+        # one probe per iteration (so the log-joint appears once in the program): iteration 0 probes
+        # the starting step size and picks the direction, later ones double or halve it
+        key, eps, i, direction, _ = carry
         key, key_try = jax.random.split(key)
-        new_eps = (eps * 2.0 ** direction).astype(eps.dtype)
-        crossed = (direction * (log_accept(key_try, new_eps) - target_log_accept)) <= 0
+        is_first = i == 0
+        trial = jnp.where(is_first, eps, (eps * 2.0 ** direction).astype(eps.dtype))
+        gap = log_accept(key_try, trial) - target_log_accept
+        direction = jnp.where(is_first, jnp.where(gap > 0, 1.0, -1.0).astype(eps.dtype), direction)
+        crossed = ~is_first & (direction * gap <= 0)
         # keep the last step size on the good side when growing; the first small enough when shrinking
-        eps = jnp.where(crossed & (direction > 0), eps, new_eps)
-        return key, eps, i + 1, crossed
+        eps = jnp.where(is_first | (crossed & (direction > 0)), eps, trial)
+        return key, eps, i + 1, direction, crossed
 
-    _, step_size, _, _ = lax.while_loop(cond, body, (key, step_size, jnp.zeros((), jnp.int32),
-                                                     jnp.zeros((), bool)))
-    return step_size
+    carry = (key, step_size, jnp.zeros((), jnp.int32), jnp.ones((), step_size.dtype), jnp.zeros((), bool))
+    return lax.while_loop(cond, body, carry)[1]

@@ -11,8 +11,6 @@ traced arguments, so a second call with new data of the same shapes compiles not
 
 from __future__ import annotations
 
-import sys
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -20,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference.compile_cache import PROGRAMS, split_static, static_key
+from inference.deprecation import renamed_arguments
 from inference.hmc import model as dsl
 from inference.hmc.driver import (
     ChainWarmup,
@@ -34,7 +33,7 @@ from inference.hmc.kernel import init as hmc_init
 from inference.mcmc_result import MCMCResult, MCMCState
 from inference.progress import ProgressBar
 
-__all__ = ["HMCFamily", "HMCSampleInfo", "renamed_arguments"]
+__all__ = ["HMCFamily", "HMCSampleInfo"]
 
 
 class HMCSampleInfo(NamedTuple):
@@ -72,39 +71,6 @@ class HMCSampleInfo(NamedTuple):
     def n_divergences(self) -> jax.Array:
         """Divergent transitions per chain, `[n_chains]`."""
         return jnp.sum(self.is_divergent, axis=-1)
-
-
-def renamed_arguments(kwargs: dict, renames: dict, where: str) -> dict:
-    """Maps deprecated keyword names to new ones with a `DeprecationWarning` naming the new one.
-
-    Args:
-      kwargs: the extra keyword arguments a function received.
-      renames: `{old name: new name}`.
-      where: the function's name for messages.
-
-    Returns:
-      `{new name: value}` for the old names given.
-
-    Raises:
-      TypeError: an unknown keyword argument.
-    """
-    out = {}
-    for name, value in kwargs.items():
-        if name not in renames:
-            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
-        warnings.warn(f"{where}: {name!r} is deprecated and will be removed in the next release; use "
-                      f"{renames[name]!r}", DeprecationWarning, stacklevel=_caller_stacklevel())
-        out[renames[name]] = value
-    return out
-
-
-def _caller_stacklevel() -> int:
-    """The `stacklevel` that points a warning at the first frame outside the inference package."""
-    level, frame = 2, sys._getframe(2)
-    package = __file__.rsplit("/hmc/", 1)[0]
-    while frame is not None and frame.f_code.co_filename.startswith(package):
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 class HMCFamily:
@@ -203,12 +169,12 @@ class HMCFamily:
         def retry():   # the builder needs concrete arrays: its arguments become static (compiled per call)
             arrays, concrete = dsl.split_model(meta_bn, observed, trace_arguments=False)
             retry_key = (*program_key[:3], concrete.key, *program_key[4:])
-            result = self._call(retry_key, lambda: self._dsl_program(concrete, init_static, sizes),
+            result = self._call(retry_key, lambda: self._dsl_program(concrete, init_static, sizes, summary),
                                 (*args[:2], arrays, *args[3:]), n_total, progress_bar)
             dsl.mark_concrete(static)
             return result
 
-        return self._call(program_key, lambda: self._dsl_program(static, init_static, sizes), args, n_total,
+        return self._call(program_key, lambda: self._dsl_program(static, init_static, sizes, summary), args, n_total,
                           progress_bar, retry=retry if static.n_argument_arrays else None)
 
     def _n_chains_for_sample(self, summary, init, n_chains, resume) -> int:
@@ -219,13 +185,13 @@ class HMCFamily:
             return n
         return _infer_n_chains(summary, init, n_chains, self.min_chains, self.name)
 
-    def _dsl_program(self, static, init_static, sizes):
+    def _dsl_program(self, static, init_static, sizes, summary):
         from inference.compile_cache import rebuild
         n_chains, n_samples, n_warmup, thinning, progress = sizes
 
         def program(key_init, keys, arrays, init_arrays, step_size, resume):
             meta_bn, observed = dsl.rebuild_model(static, arrays)
-            model = dsl.log_joint_model(meta_bn, observed)
+            model = dsl.log_joint_model(meta_bn, observed, summary)
             if resume is None:
                 init = rebuild(init_static, init_arrays)
                 states = jax.vmap(lambda p: hmc_init(p, model.log_joint_fn))(
@@ -264,7 +230,7 @@ class HMCFamily:
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
         n_warmup = self._check_run(n_samples, 0 if n_warmup is None and resume is None else n_warmup, thinning,
                                    resume, None)
-        positions = resume.position if resume is not None else init_position
+        positions = resume.position if resume is not None else _strong(init_position)
         n_chains = _check_chain_axis(positions)
         if n_chains < self.min_chains:
             raise ValueError(f"{self.name} needs at least {self.min_chains} chains, got {n_chains}")
@@ -363,6 +329,11 @@ class HMCFamily:
                 raise ValueError(f"{self.name}: init and resume both give starting points; pass one")
         self._check_sizes(int(n_warmup))
         return int(n_warmup)
+
+
+def _strong(tree):
+    """Arrays without weak types (a Python-number init would otherwise key its own program)."""
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.result_type(x)), tree)
 
 
 def _resume_key(resume) -> Any:

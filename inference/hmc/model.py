@@ -116,9 +116,17 @@ def mark_concrete(static: ModelStatic) -> None:
     _CONCRETE_BUILDERS.add(static_key(static.builder))
 
 
-def log_joint_model(meta_bn, observed: Mapping[str, Any]) -> LogJointModel:
-    """The model-to-log-joint step: `inference.log_joint.make_log_joint` (replaceable)."""
-    return make_log_joint(meta_bn, observed)
+def log_joint_model(meta_bn, observed: Mapping[str, Any],
+                    summary: Mapping[str, LatentSummary] | None = None) -> LogJointModel:
+    """The model-to-log-joint step: `inference.log_joint.make_log_joint` (replaceable).
+
+    Args:
+      meta_bn, observed: the model (with traced data inside the compiled program).
+      summary: the latents found outside (`latent_summary`); when given, the model is run at zeros
+        of those shapes to read the supports, so nothing is sampled inside the program.
+    """
+    init = None if summary is None else {name: jnp.zeros(s.shape, s.dtype) for name, s in summary.items()}
+    return make_log_joint(meta_bn, observed, init=init)
 
 
 def latent_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic, key=None

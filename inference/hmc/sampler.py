@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference.hmc import nuts
-from inference.hmc.base import HMCFamily, _caller_stacklevel
+from inference.deprecation import caller_stacklevel
+from inference.hmc.base import HMCFamily
 from inference.hmc.driver import Tuned, per_chain_warmup
 from inference.hmc.kernel import build_kernel
 from inference.hmc.window import window_adaptation
@@ -57,7 +58,7 @@ def resolve_adaptation(adaptation, adapt_step_size, adapt_mass, mass_schedule, d
     """
     if mass_schedule is not None:
         warnings.warn(f"{where}: mass_schedule is deprecated and will be removed in the next release; use "
-                      "adaptation='window' or 'exponential'", DeprecationWarning, stacklevel=_caller_stacklevel())
+                      "adaptation='window' or 'exponential'", DeprecationWarning, stacklevel=caller_stacklevel())
         if mass_schedule not in ("windowed", "exponential"):
             raise ValueError(f"mass_schedule must be 'windowed' or 'exponential', got {mass_schedule!r}")
     if adaptation is not None:
@@ -124,7 +125,7 @@ class _Windowed(HMCFamily):
                 f"stages are shrunk to 15% / 75% / 10%, leaving {int(0.1 * n_warmup)} iterations to "
                 f"re-tune the step size after the last mass update. Expect a poor step "
                 f"size (low or zero acceptance) in high dimensions; use more warmup or adapt_mass=False.",
-                UserWarning, stacklevel=_caller_stacklevel())
+                UserWarning, stacklevel=caller_stacklevel())
 
 
 class HMC(_Windowed):
@@ -179,8 +180,13 @@ class HMC(_Windowed):
 
     def _kernel(self):
         kernel, n_leapfrogs = build_kernel(self.divergence_threshold), self.n_leapfrogs
-        return lambda key, state, log_joint_fn, step_size, imm: kernel(key, state, log_joint_fn, step_size, imm,
-                                                                       n_leapfrogs)
+
+        def hmc_kernel(key, state, log_joint_fn, step_size, inverse_mass_matrix):
+            # a rolled loop (a traced trip count): one copy of the gradient in the program, and the
+            # same arithmetic whatever surrounds it (a resumed run repeats a long one bit for bit)
+            return kernel(key, state, log_joint_fn, step_size, inverse_mass_matrix, jnp.asarray(n_leapfrogs))
+
+        return hmc_kernel
 
     def _record_info(self, info, states):
         record = super()._record_info(info, states)

@@ -171,6 +171,8 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
 
     def update(adaptation_state: WindowAdaptationState, i, state: HMCState, info) -> WindowAdaptationState:
         a = adaptation_state
+        if n_warmup == 0:
+            return a
         if adapt_step_size:
             dual = dual_update(a.dual, info.acceptance_rate)
             a = a._replace(dual=dual, step_size=clip_step_size(jnp.exp(dual.log_step_size)))

@@ -6,7 +6,7 @@ minibatches. See `inference.sgmcmc.base` for the shared contract.
 """
 
 from inference.sgmcmc.base import SGMCMC
-from inference.sgmcmc.driver import SGMCMCResult, sample
+from inference.sgmcmc.driver import SGMCMCResult, SGMCMCState, sample
 from inference.sgmcmc.gradients import (
     learning_rate_at,
     log_joint_grad_fn,
@@ -31,6 +31,7 @@ __all__ = [
     "SGLDState",
     "SGMCMC",
     "SGMCMCResult",
+    "SGMCMCState",
     "SGNHT",
     "SGNHTInfo",
     "SGNHTState",

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from inference.sgmcmc.gradients import log_joint_grad_fn
 
-__all__ = ["SGMCMC", "check_learning_rate", "check_latent"]
+__all__ = ["SGMCMC", "check_gradient", "check_learning_rate", "check_latent"]
 
 
 def check_learning_rate(learning_rate: Any) -> Any:
@@ -60,7 +60,7 @@ def check_latent(latent: Mapping[str, Any]) -> dict[str, jax.Array]:
         value = jnp.asarray(value)
         if not jnp.issubdtype(value.dtype, jnp.floating):
             raise TypeError(f"latent[{name!r}] must be a floating-point array, got dtype {value.dtype}")
-        out[name] = value
+        out[name] = jnp.asarray(value, value.dtype)   # not weak-typed: a step keeps the carry's types
     return out
 
 
@@ -94,19 +94,28 @@ class SGMCMC:
           state: the sampler's state.
           log_joint_grad: the gradient of the (minibatch-rescaled) log-joint, a dict like
             `state.position` evaluated at `gradient_position(key, state)` with the same `key`; or a
-            callable `position -> gradient dict`, called there.
+            callable `position -> gradient dict`, called there. Not the log-joint itself: wrap a
+            log-joint function in `jax.grad`.
 
         Returns:
           `(state, info)`: the next state (same structure) and the step's diagnostics.
 
         Raises:
+          TypeError: `log_joint_grad` is (or returns) a scalar or an array instead of a dict of
+            gradients, e.g. a log-joint function.
           ValueError: the gradient's names or shapes differ from the position's.
         """
         prepared = self._prepare(key, state)
+        position = self._position_for_gradient(state, prepared)
+        grads = self._evaluate(prepared, position, log_joint_grad)
+        return self._update(prepared, state, grads)
+
+    def _evaluate(self, prepared, position, log_joint_grad):
+        """The gradient dict at `position` (checked against it)."""
         if callable(log_joint_grad):
-            log_joint_grad = log_joint_grad(self._position_for_gradient(state, prepared))
-        _check_grads(state.position, log_joint_grad)
-        return self._update(prepared, state, dict(log_joint_grad))
+            log_joint_grad = log_joint_grad(position)
+        check_gradient(position, log_joint_grad)
+        return dict(log_joint_grad)
 
     def step(self, key: jax.Array, state, meta_bn, observed: Mapping[str, Any]):
         """One step with the gradient of `meta_bn`'s log-joint given `observed` (a minibatch).
@@ -126,7 +135,20 @@ class SGMCMC:
         return self.update(key, state, log_joint_grad_fn(meta_bn, observed))
 
 
-def _check_grads(position, grads) -> None:
+def check_gradient(position, grads) -> None:
+    """Checks that `grads` is a dict of gradients with the names and shapes of `position`.
+
+    Raises:
+      TypeError: `grads` is not a mapping (e.g. a scalar log-joint).
+      ValueError: different names or shapes.
+    """
+    if not isinstance(grads, Mapping):
+        shape = getattr(grads, "shape", None)
+        raise TypeError(
+            f"update needs the log-joint's gradient, a dict like the position {sorted(position)} (or a "
+            f"function returning one); got {type(grads).__name__}"
+            + (f" of shape {tuple(shape)}" if shape is not None else "")
+            + ". If this is a log-joint function, pass jax.grad(log_joint_fn) (or use step(...) with a model).")
     if set(grads) != set(position):
         raise ValueError(f"the gradient names {sorted(grads)} differ from the position's {sorted(position)}")
     for name, value in position.items():

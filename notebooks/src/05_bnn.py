@@ -177,8 +177,8 @@ key_init, key_run = jax.random.split(jax.random.key(2))
 init = jax.vmap(lambda key: bnn.init_latent(key, LAYER_SIZES))(jax.random.split(key_init, N_CHAINS))
 n_batches = N_TRAIN // BATCH_SIZE
 result = inference.sgmcmc.sample(key_run, sampler, model_fn, {"x": x_train, "y": y_train}, init,
-                                 batch_size=BATCH_SIZE, n_epochs=2 * N_EPOCHS, thin=n_batches,
-                                 n_chains=N_CHAINS, is_init_batched=True, show_progress=False)
+                                 batch_size=BATCH_SIZE, n_epochs=2 * N_EPOCHS, thinning=n_batches,
+                                 n_chains=N_CHAINS, is_init_batched=True, progress_bar=False)
 print({name: value.shape for name, value in result.samples.items()})
 kept = {name: value[:, N_EPOCHS:].reshape(-1, *value.shape[2:]) for name, value in result.samples.items()}
 sghmc_posterior = bnn.Posterior(kept, LAYER_SIZES)

@@ -65,3 +65,16 @@ def test_temperature_schedule_and_errors():
 
     with pytest.raises(ValueError, match="must match"):
         AIS(model(), wrong_prior(), HMC(), {"x": jnp.asarray(X)}, n_temperatures=2).run(jax.random.key(0), 2)
+
+
+def test_ais_compiles_once_across_calls_with_new_data():
+    # New observations of the same shape and a new HMC object with another step size: one program.
+    from inference.compile_cache import PROGRAMS
+
+    builds = PROGRAMS.n_builds
+    for call in range(3):
+        x = np.random.default_rng(call).normal(size=(N_OBS, 2)).astype(np.float32)
+        result = AIS(model(), prior(), HMC(step_size=0.2 + 0.05 * call, n_leapfrogs=3), {"x": jnp.asarray(x)},
+                     n_temperatures=20).run(jax.random.key(call), n_chains=4)
+        assert np.isfinite(float(result.log_marginal))
+    assert PROGRAMS.n_builds - builds == 1

@@ -1,4 +1,5 @@
-"""Statistical tests of `HMC`: MCSE z-tests against known posteriors, adaptation, constrained latents.
+"""Statistical tests of `HMC`, `NUTS` and `ChEES`: MCSE z-tests against known posteriors, adaptation,
+constrained latents.
 
 Each test compares Monte Carlo estimates E_hat[f] with their exact values through
 z = (E_hat[f] - E[f]) / MCSE, MCSE = sd(f) / sqrt(ESS(f)) with the multi-chain ESS of
@@ -14,7 +15,7 @@ from scipy import stats
 
 import ppl
 from inference.diagnostics import effective_sample_size
-from inference.hmc import HMC
+from inference.hmc import HMC, NUTS, ChEES
 
 Z_MAX = 4.5
 
@@ -37,15 +38,29 @@ def correlated_log_joint(position):
     return -0.5 * d @ PRECISION @ d
 
 
+def make_sampler(name, dense_mass=False):
+    """The samplers under test, as a user would configure them."""
+    if name == "hmc":
+        return HMC(step_size=0.1, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True, dense_mass=dense_mass)
+    if name == "nuts":
+        return NUTS(dense_mass=dense_mass)
+    return ChEES()
+
+
+N_CHAINS = {"hmc": 8, "nuts": 8, "chees": 32}   # ChEES adapts across chains: it wants many
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("dense_mass", [False, True])
-def test_correlated_gaussian_moments(dense_mass):
+@pytest.mark.parametrize("name, dense_mass", [("hmc", False), ("hmc", True), ("nuts", False), ("nuts", True),
+                                              ("chees", False)])
+def test_correlated_gaussian_moments(name, dense_mass):
     # 5 comparisons per case (2 means, 2 variances, 1 covariance): false-failure rate < 3.4e-5.
-    hmc = HMC(step_size=0.1, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True, dense_mass=dense_mass)
-    init = jnp.zeros((8, 2))
-    samples, info = hmc.run(jax.random.key(0), correlated_log_joint, init, n_samples=500, n_warmup=300)
+    sampler = make_sampler(name, dense_mass)
+    n_chains = N_CHAINS[name]
+    init = jnp.zeros((n_chains, 2))
+    samples, info = sampler.run(jax.random.key(0), correlated_log_joint, init, n_samples=500, n_warmup=300)
     x = np.asarray(samples, np.float64)
-    assert x.shape == (8, 500, 2)
+    assert x.shape == (n_chains, 500, 2)
     assert int(np.sum(info.n_divergences)) == 0
     for i in range(2):
         assert abs(z_score(x[..., i], MEAN[i])) < Z_MAX
@@ -96,17 +111,18 @@ OBSERVED = {"y": jnp.asarray(Y, jnp.float32),
 
 
 @pytest.mark.slow
-def test_conjugate_posteriors_with_constrained_latents():
+@pytest.mark.parametrize("name", ["hmc", "nuts", "chees"])
+def test_conjugate_posteriors_with_constrained_latents(name):
     # Normal-normal, gamma-Poisson, beta-Bernoulli and Dirichlet-categorical posteriors are known in
     # closed form; the positive, unit-interval and simplex latents are sampled on R^d with Jacobians.
     # 2+2 (w means, variances) + 2 (rate) + 2 (p) + 3 (pi means) = 11 comparisons: rate < 7.5e-5.
     y, counts = OBSERVED["y"], OBSERVED["counts"]
     c = np.bincount(np.asarray(OBSERVED["c"]), minlength=3)
-    hmc = HMC(step_size=0.1, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True)
-    samples, info = hmc.sample(jax.random.key(1), conjugate_model(), OBSERVED, init={"rate": 1.0},
-                               n_samples=400, n_warmup=300, n_chains=8)
-    assert samples["w"].shape == (8, 400, 2) and samples["rate"].shape == (8, 400)
-    assert samples["pi"].shape == (8, 400, 3) and info.inverse_mass_matrix.shape == (8, 2 + 1 + 1 + 2)
+    n = N_CHAINS[name]
+    samples, info = make_sampler(name).sample(jax.random.key(1), conjugate_model(), OBSERVED, init={"rate": 1.0},
+                                              n_samples=400, n_warmup=300, n_chains=n)
+    assert samples["w"].shape == (n, 400, 2) and samples["rate"].shape == (n, 400)
+    assert samples["pi"].shape == (n, 400, 3) and info.inverse_mass_matrix.shape == (n, 2 + 1 + 1 + 2)
     post_precision = 1.0 + N_OBS / NOISE_SD ** 2
     w_mean, w_var = np.asarray(y.sum(0)) / NOISE_SD ** 2 / post_precision, 1.0 / post_precision
     w = np.asarray(samples["w"])
@@ -147,7 +163,7 @@ def test_sample_contract_and_errors():
         hmc.run(jax.random.key(0), log_joint, {"a": jnp.zeros((2, 3)), "b": jnp.zeros((3,))}, 10)
     with pytest.raises(ValueError, match="n_leapfrogs"):
         HMC(n_leapfrogs=0)
-    with pytest.raises(ValueError, match="mass_schedule"):
+    with pytest.raises(ValueError, match="mass_schedule"), pytest.warns(DeprecationWarning):
         HMC(mass_schedule="bogus")
     with pytest.raises(ValueError, match=r"init\['w'\] has shape \(3,\)"):
         HMC().sample(jax.random.key(0), conjugate_model(), OBSERVED, init={"w": jnp.zeros(3)}, n_samples=5,
@@ -161,8 +177,7 @@ def test_exponential_mass_schedule_adapts_to_the_scale():
     # must follow the variances (100 and 0.01) within a factor 3, and the acceptance must approach 0.8.
     scales = jnp.array([10.0, 0.1])
     log_joint = lambda x: -0.5 * jnp.sum((x / scales) ** 2)
-    hmc = HMC(step_size=0.05, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True,
-              mass_schedule="exponential", mass_decay=0.98)
+    hmc = HMC(step_size=0.05, n_leapfrogs=10, adaptation="exponential", mass_decay=0.98)
     _, info = hmc.run(jax.random.key(2), log_joint, jnp.zeros((4, 2)) + 0.05, n_samples=200, n_warmup=400)
     ratio = np.asarray(info.inverse_mass_matrix) / np.array([100.0, 0.01])
     assert np.all((ratio > 1 / 3) & (ratio < 3))

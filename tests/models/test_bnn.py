@@ -76,11 +76,11 @@ def test_driver_samples_the_conjugate_posterior():
 
     # full batches (exact gradients; the driver still permutes and slices), thin 2
     result = sample(jax.random.key(2), SGLD(0.002), model_fn, {"x": x, "y": y}, {"w": jnp.asarray(mean)},
-                    batch_size=20, n_epochs=400, n_burnin_epochs=40, thin=2, n_chains=64, show_progress=False)
+                    batch_size=20, n_epochs=400, n_warmup_epochs=40, thinning=2, n_chains=64, progress_bar=False)
     w = result.samples["w"]
     # one batch per epoch and thin 2: each call runs 2 steps and keeps 1 sample
     assert w.shape == (64, 400, 2) and result.info.learning_rate.shape == (64, 400)
-    assert int(result.state.count[0]) == 880
+    assert int(result.state.sampler.count[0]) == 880 and int(result.state.step) == 880
     chain_means = w.mean(1)
     z = (chain_means.mean(0) - mean) / (chain_means.std(0, ddof=1) / np.sqrt(64))
     np.testing.assert_array_less(np.abs(z), 4.5)
@@ -102,7 +102,7 @@ def test_driver_errors():
                n_epochs=1, n_chains=3, is_init_batched=True)
     with pytest.raises(ValueError, match="thin"):
         sample(jax.random.key(0), SGLD(1e-3), model_fn, {"x": x, "y": y}, init, batch_size=2, n_epochs=1,
-               thin=0)
+               thinning=0)
 
 
 def test_hierarchical_prior_log_joint_matches_hand_computation():

@@ -1,0 +1,121 @@
+"""NUTS: the iterative tree against a direct recursive implementation, the kernel's contract, and the
+divergences of the centred eight-schools funnel."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+import inference
+import ppl
+from inference.hmc import init, nuts
+from tests.inference.nuts_reference import transition as reference_transition
+
+SCALES = jnp.array([0.3, 1.0, 3.0])
+
+
+def quartic_log_joint(position):
+    """An anisotropic, slightly non-Gaussian target: trees of varied depths and turning points."""
+    x = position["x"]
+    return -0.5 * jnp.sum((x / SCALES) ** 2) - 0.0025 * jnp.sum(x ** 4)
+
+
+# (max_tree_depth, step size, inverse mass, divergence threshold): ordinary trees, trees cut by the
+# depth limit, large steps that diverge (a low threshold makes divergences common), a dense metric.
+CASES = [(10, 0.25, [1.0, 1.0, 1.0], 1000.0), (3, 0.1, [1.0, 1.0, 1.0], 1000.0),
+         (10, 0.9, [0.5, 1.0, 2.0], 5.0), (10, 0.3, [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 4.0]], 1000.0)]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_tree_matches_the_recursive_reference(case):
+    # Same key -> the same tree (depth, number of steps, divergence, U-turn), the same proposal and
+    # the same acceptance statistic as Stan's recursion with the same random numbers. In float64 so
+    # that no U-turn decision sits within round-off of zero; 25 transitions per case.
+    max_depth, step_size, inverse_mass, threshold = CASES[case]
+    with jax.enable_x64(True):
+        inverse_mass = jnp.asarray(inverse_mass, jnp.float64)
+        kernel = jax.jit(nuts.build_kernel(max_depth, threshold), static_argnums=2)
+        seen = set()
+        for i in range(25):
+            key = jax.random.key(i)
+            position = {"x": jax.random.normal(jax.random.key(1000 + i), (3,), jnp.float64)}
+            new, info = kernel(key, init(position, quartic_log_joint), quartic_log_joint, step_size, inverse_mass)
+            ref = reference_transition(key, position, quartic_log_joint, step_size, inverse_mass, max_depth,
+                                       threshold)
+            assert (int(info.tree_depth), int(info.n_leapfrogs)) == (ref["tree_depth"], ref["n_leapfrogs"]), i
+            assert (bool(info.is_divergent), bool(info.is_turning)) == (ref["is_divergent"], ref["is_turning"]), i
+            np.testing.assert_allclose(new.position["x"], ref["position"]["x"], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(float(info.acceptance_rate), ref["acceptance_rate"], rtol=1e-10)
+            np.testing.assert_allclose(float(info.energy), ref["energy"], rtol=1e-10)
+            seen.add((ref["tree_depth"], ref["is_divergent"], ref["is_turning"]))
+        assert len(seen) >= 2   # the case exercises more than one kind of tree
+
+
+def test_kernel_contract():
+    log_joint = lambda x: -0.5 * jnp.sum(x ** 2)
+    kernel = nuts.build_kernel(max_tree_depth=6)
+    state = init(jnp.ones(4), log_joint)
+    key = jax.random.key(0)
+    step = jax.jit(lambda k, s: kernel(k, s, log_joint, 0.3, jnp.ones(4)))
+    new, info = step(key, state)
+    again, _ = step(key, state)
+    np.testing.assert_array_equal(new.position, again.position)                 # same key, same result
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert [x.dtype for x in jax.tree.leaves(new)] == [x.dtype for x in jax.tree.leaves(state)]
+    assert 1 <= int(info.n_leapfrogs) <= 2 ** 6 - 1 and 0 <= int(info.tree_depth) <= 6
+    assert 0.0 <= float(info.acceptance_rate) <= 1.0
+    eager, eager_info = kernel(key, state, log_joint, 0.3, jnp.ones(4))          # op by op
+    np.testing.assert_allclose(eager.position, new.position, rtol=1e-5)
+    assert int(eager_info.n_leapfrogs) == int(info.n_leapfrogs)
+    states = jax.vmap(lambda x: init(x, log_joint))(jnp.ones((5, 4)))           # chains by vmap
+    chains, infos = jax.jit(jax.vmap(lambda k, s: kernel(k, s, log_joint, 0.3, jnp.ones(4))))(
+        jax.random.split(key, 5), states)
+    assert chains.position.shape == (5, 4) and infos.tree_depth.shape == (5,)
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        nuts.build_kernel(max_tree_depth=0)
+
+
+def test_gradient_evaluations_equal_leapfrog_steps():
+    # The cached gradient: a transition of n leapfrog steps evaluates the log-joint n times (jit off,
+    # a Python counter), plus none for the start (cached in the state).
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return -0.5 * jnp.sum(x ** 2)
+
+    state = init(jnp.ones(2), counted)
+    calls.clear()
+    with jax.disable_jit():
+        _, info = nuts.build_kernel(4)(jax.random.key(1), state, counted, 0.4, jnp.ones(2))
+    assert len(calls) == int(info.n_leapfrogs)
+
+
+J, Y, SIGMA = 8, np.array([28., 8., -3., 7., -1., 1., 18., 12.]), np.array([15., 10., 16., 11., 9., 11., 10., 18.])
+
+
+@ppl.meta_bayesian_net
+def centered_eight_schools(sigma):
+    bn = ppl.BayesianNet()
+    mu = bn.normal("mu", 0.0, std=5.0)
+    tau = bn.stochastic("tau", dist.HalfCauchy(5.0))
+    theta = bn.normal("theta", jnp.broadcast_to(mu, (J,)), std=jnp.broadcast_to(tau, (J,)), group_ndims=1)
+    bn.normal("y", theta, std=sigma, group_ndims=1)
+    return bn
+
+
+@pytest.mark.slow
+def test_divergences_of_the_centred_eight_schools_funnel():
+    # The centred parameterisation has a funnel at small tau that a step size tuned for the bulk cannot
+    # follow: NUTS must flag divergent transitions there (Betancourt and Girolami 2015; Stan reports
+    # them on this model at adapt_delta 0.8). They are a property of the posterior, not of one seed:
+    # 4 chains x 500 draws show dozens. And they sit in the neck: the divergent draws' mean log tau
+    # is below the others'.
+    result = inference.NUTS().sample(jax.random.key(0), centered_eight_schools(jnp.asarray(SIGMA)),
+                                     {"y": jnp.asarray(Y)}, n_samples=500, n_warmup=500, n_chains=4)
+    divergent = np.asarray(result.info.is_divergent)
+    log_tau = np.log(np.asarray(result.samples["tau"]))
+    assert divergent.sum() >= 5, divergent.sum()
+    assert log_tau[divergent].mean() < log_tau[~divergent].mean()
+    assert np.all(np.asarray(result.info.tree_depth) <= 10)
