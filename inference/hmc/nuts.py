@@ -13,17 +13,20 @@ weights exp(-H).
   with summed momenta rho, is turning unless p#_first . rho > 0 and p#_last . rho > 0 (p# = M^{-1}
   p), and the same holds for A extended by B's first point and for B extended by A's last point.
   Every subtree of every level is checked, as in Stan's recursion.
-- **Iterative**: one `lax.while_loop` over leapfrog steps, with no Python recursion. The U-turn
-  checks of all levels that end at the current step use per-level checkpoints (each level's
-  first momentum, its p#, the summed momentum before it, and the previous block's last momentum),
-  updated by bit arithmetic on the step's index in its subtree. So it jits, and vmaps over chains.
+- **Iterative**, with no Python recursion: an outer `lax.while_loop` over doublings and an inner one
+  over the leapfrog steps of the subtree being built. The U-turn checks of all levels that end at
+  the current step use per-level checkpoints (each level's first momentum, its p#, the summed
+  momentum before it, and the previous block's last momentum), updated by bit arithmetic on the
+  step's index in its subtree. So it jits, and vmaps over chains.
 
 The transition reuses `velocity_verlet` (the gradient is cached between steps: one gradient
 evaluation per leapfrog step), `gaussian_euclidean` and the HMC kernel's divergence rule.
 
-Random numbers: `key` splits into `key_momentum, key_tree`; depth j uses the three keys of
-`split(fold_in(key_tree, j), 3)`: the direction (Bernoulli(1/2), True = forward in time), the
-subtree-vs-trajectory draw, and `fold_in(., k)` for the draw at the subtree's k-th step.
+Random numbers: `key` splits into `key_momentum, key_tree`; every other draw of the transition is
+`tree_uniform(key_tree, counter)` with its own counter (L = max_tree_depth): the direction of
+depth j is forward in time when draw j exceeds 1/2, the subtree-vs-trajectory draw of depth j is
+draw L + j, and the multinomial update at step k of the depth-j subtree is draw
+2L + j 2^(L-1) + k.
 
 References:
   Hoffman and Gelman, `The No-U-Turn Sampler <https://arxiv.org/abs/1111.4246>`_, JMLR 2014;
@@ -51,7 +54,7 @@ from inference.hmc.integrators import IntegratorState, velocity_verlet
 from inference.hmc.kernel import HMCState, safe_energy_change
 from inference.hmc.metrics import gaussian_euclidean
 
-__all__ = ["NUTSInfo", "build_kernel"]
+__all__ = ["NUTSInfo", "build_kernel", "tree_uniform"]
 
 
 class NUTSInfo(NamedTuple):
@@ -83,32 +86,60 @@ class _Proposal(NamedTuple):
     energy: jax.Array     # []
 
 
-class _Tree(NamedTuple):
-    """The while loop's carry: the trajectory so far, the subtree being built, the totals."""
+class _Trajectory(NamedTuple):
+    """The outer loop's carry: the trajectory so far and the transition's totals."""
 
-    left: IntegratorState        # backward end of the trajectory (flat arrays)
+    left: IntegratorState        # backward end (flat arrays)
     right: IntegratorState       # forward end
     left_sharp: jax.Array        # M^{-1} p at the ends, [d]
     right_sharp: jax.Array
-    rho: jax.Array               # summed momentum of the trajectory, [d]
+    rho: jax.Array               # summed momentum, [d]
     log_weight: jax.Array        # log sum exp(H0 - H) over the trajectory
     proposal: _Proposal
-    depth: jax.Array             # doublings kept; the subtree being built has 2^depth steps
-    current: IntegratorState     # the subtree's last point (where integration continues)
-    leaf: jax.Array              # steps taken in this subtree
-    sub_rho: jax.Array
-    sub_log_weight: jax.Array
-    sub_proposal: _Proposal
-    start_p: jax.Array           # [L, d]: momentum at the start of the current level-l block
-    start_sharp: jax.Array       # [L, d]: its M^{-1} p
-    start_rho: jax.Array         # [L, d]: the subtree's summed momentum before that block
-    end_p: jax.Array             # [L, d]: momentum at the end of the last completed level-l block
-    end_sharp: jax.Array
+    depth: jax.Array             # doublings kept
     n_leapfrogs: jax.Array
     sum_accept: jax.Array
     is_divergent: jax.Array
     is_turning: jax.Array
     is_done: jax.Array
+
+
+class _Checkpoints(NamedTuple):
+    """What the U-turn checks of a subtree's blocks need, L = max_tree_depth rows.
+
+    Step k of a subtree begins the blocks of levels 0..tz(k) (tz: trailing zero bits of k; all
+    levels for k = 0) and ends those of levels 0..to(k) (to: trailing one bits). Each step writes
+    one row: its M^{-1} p and the summed momentum before it, at row tz(k) as the first point of the
+    blocks it begins (`start_*`) and at row to(k) as the last point of the blocks it ends (`end_*`).
+    A row is not overwritten before the blocks that read it have ended, so a level-l block ending
+    at step n finds its first half's start at row l (row tz(n + 1 - 2^l) for the top level ending
+    at n), and its first half's end at row l - 1.
+    """
+
+    start_sharp: jax.Array   # [L, d]
+    start_rho: jax.Array     # [L, d]
+    start_dot: jax.Array     # [L]: start_sharp . start_rho
+    end_sharp: jax.Array     # [L, d]
+    end_rho: jax.Array       # [L, d]
+    end_dot: jax.Array       # [L]: -end_sharp . end_rho
+    halves_ok: jax.Array     # [L] bool: level l's first half with its second half's first point passes
+    first_p: jax.Array       # [d]: the subtree's first momentum
+    first_sharp: jax.Array   # [d]
+
+
+class _Subtree(NamedTuple):
+    """The inner loop's carry: the subtree being built, one leapfrog step per iteration."""
+
+    current: IntegratorState     # its last point (where integration continues)
+    rho: jax.Array
+    log_weight: jax.Array
+    proposal: _Proposal
+    checkpoints: _Checkpoints
+    last_sharp: jax.Array        # [d]: M^{-1} p of `current`
+    leaf: jax.Array              # steps taken
+    sum_accept: jax.Array
+    is_divergent: jax.Array
+    is_turning: jax.Array
 
 
 def _criterion(sharp_a, sharp_b, rho):
@@ -120,30 +151,43 @@ def _select(pred, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def _level_checks(tree: _Tree, k, momentum, sharp, sub_rho):
-    """Updates the checkpoints for step `k` of the subtree and runs the U-turn checks of every
-    level whose block ends at `k`. Returns `(start_p, start_sharp, start_rho, end_p, end_sharp,
-    is_turning)`."""
-    n_levels = tree.start_p.shape[0]
-    masks = (jnp.left_shift(1, jnp.arange(n_levels, dtype=k.dtype)) - 1)
-    starts = ((k & masks) == 0)[:, None]           # level-l blocks that begin at step k
-    completes = ((k + 1) & masks) == 0             # ... and that end at step k
-    rho_before = sub_rho - momentum
-    start_p = jnp.where(starts, momentum, tree.start_p)
-    start_sharp = jnp.where(starts, sharp, tree.start_sharp)
-    start_rho = jnp.where(starts, rho_before, tree.start_rho)
-    # level l >= 1 ending at k: halves A (first) and B (second, whose level-(l-1) block began last)
-    rho_ab = sub_rho - start_rho[1:]
-    rho_a_ext = start_rho[:-1] - start_rho[1:] + start_p[:-1]          # A and B's first point
-    rho_b_ext = sub_rho - start_rho[:-1] + tree.end_p[:-1]             # A's last point and B
-    dot = lambda a, b: jnp.sum(a * b, axis=-1)
-    ok = ((dot(start_sharp[1:], rho_ab) > 0) & (rho_ab @ sharp > 0)
-          & (dot(start_sharp[1:], rho_a_ext) > 0) & (dot(start_sharp[:-1], rho_a_ext) > 0)
-          & (dot(tree.end_sharp[:-1], rho_b_ext) > 0) & (rho_b_ext @ sharp > 0))
-    is_turning = jnp.any(completes[1:] & ~ok)
-    end_p = jnp.where(completes[:, None], momentum, tree.end_p)
-    end_sharp = jnp.where(completes[:, None], sharp, tree.end_sharp)
-    return start_p, start_sharp, start_rho, end_p, end_sharp, is_turning
+def _trailing_zeros(k, n_levels):
+    """Trailing zero bits of int32 `k` (n_levels - 1 for k = 0, and at most that)."""
+    return jnp.minimum(lax.population_count((k & -k) - 1), n_levels - 1)
+
+
+def _level_checks(c: _Checkpoints, k, momentum, sharp, rho_before) -> tuple[_Checkpoints, jax.Array]:
+    """Step `k` of the subtree: writes its checkpoint rows and runs the U-turn checks (with Stan's
+    checks across halves) of every block that ends at `k`. Returns `(checkpoints, is_turning)`."""
+    n_levels = c.start_dot.shape[0]
+    rho = rho_before + momentum
+    row_dot = lambda rows, v: jnp.sum(rows * v, axis=-1)   # fused loops, not calls to a matrix product
+    # the halves check of the block whose second half begins here: level tz(k) + 1
+    tz = _trailing_zeros(k, n_levels)
+    level = jnp.minimum(tz + 1, n_levels - 1)
+    a = _trailing_zeros(k & (k - 1), n_levels)          # row of that block's first point
+    extended = rho_before - c.start_rho[a] + momentum
+    halves = (jnp.dot(c.start_sharp[a], extended) > 0) & (jnp.dot(sharp, extended) > 0)
+    is_second_half = (k > 0) & (tz + 1 < n_levels)
+    halves_ok = c.halves_ok.at[level].set(jnp.where(is_second_half, halves, c.halves_ok[level]))
+    c = c._replace(start_sharp=c.start_sharp.at[tz].set(sharp), start_rho=c.start_rho.at[tz].set(rho_before),
+                   start_dot=c.start_dot.at[tz].set(jnp.dot(sharp, rho_before)), halves_ok=halves_ok,
+                   first_p=jnp.where(k == 0, momentum, c.first_p), first_sharp=jnp.where(k == 0, sharp, c.first_sharp))
+    # blocks of levels 1..T end here (T = trailing ones of k): whole block, and A's last point + B
+    top = _trailing_zeros(k + 1, n_levels)
+    levels = jnp.arange(1, n_levels, dtype=k.dtype)
+    rows = jnp.where(levels < top, levels, _trailing_zeros((k + 1) & k, n_levels))
+    sharp_rho = jnp.dot(sharp, rho)
+    whole = ((row_dot(c.start_sharp, rho)[rows] - c.start_dot[rows] > 0)
+             & (sharp_rho - row_dot(c.start_rho, sharp)[rows] > 0))
+    across = ((row_dot(c.end_sharp, rho)[:-1] + c.end_dot[:-1] > 0)
+              & (sharp_rho - row_dot(c.end_rho, sharp)[:-1] > 0))
+    ok = whole & across & c.halves_ok[1:]
+    is_turning = jnp.any((levels <= top) & ~ok)
+    to = jnp.minimum(top, n_levels - 1)
+    c = c._replace(end_sharp=c.end_sharp.at[to].set(sharp), end_rho=c.end_rho.at[to].set(rho_before),
+                   end_dot=c.end_dot.at[to].set(-jnp.dot(sharp, rho_before)))
+    return c, is_turning
 
 
 def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0):
@@ -172,8 +216,8 @@ def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0)
     References:
       See the module docstring.
     """
-    if not isinstance(max_tree_depth, int) or isinstance(max_tree_depth, bool) or max_tree_depth < 1:
-        raise ValueError(f"max_tree_depth must be a positive int, got {max_tree_depth!r}")
+    if not isinstance(max_tree_depth, int) or isinstance(max_tree_depth, bool) or not 1 <= max_tree_depth <= 25:
+        raise ValueError(f"max_tree_depth must be an int in [1, 25], got {max_tree_depth!r}")
 
     def kernel(key, state: HMCState, log_joint_fn: Callable, step_size, inverse_mass_matrix):
         flat, unravel = ravel_pytree(state.position)
@@ -182,74 +226,103 @@ def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0)
         metric = gaussian_euclidean(jnp.asarray(inverse_mass_matrix, dtype))
         step = velocity_verlet(lambda x: log_joint_fn(unravel(x)), metric.velocity)
         key_momentum, key_tree = jax.random.split(key)
-        draws = _depth_draws(key_tree, max_tree_depth, dtype)
         momentum = metric.sample_momentum(key_momentum, flat)
         start = IntegratorState(flat, momentum, jnp.asarray(state.log_joint, dtype), grad)
         sharp = metric.velocity(momentum)
         energy0 = -start.log_joint + 0.5 * jnp.dot(momentum, sharp)
-        body = functools.partial(_extend, step=step, velocity=metric.velocity, energy0=energy0,
-                                 step_size=jnp.asarray(step_size, dtype), draws=draws,
-                                 max_tree_depth=max_tree_depth, divergence_threshold=divergence_threshold)
-        tree = lax.while_loop(lambda t: ~t.is_done, body,
-                              _initial_tree(start, sharp, energy0, max_tree_depth))
-        proposal = tree.proposal
+        extend = functools.partial(_extend, step=step, velocity=metric.velocity, energy0=energy0,
+                                   step_size=jnp.asarray(step_size, dtype), key_tree=key_tree,
+                                   max_tree_depth=max_tree_depth, divergence_threshold=divergence_threshold)
+        trajectory = lax.while_loop(lambda t: ~t.is_done, extend, _initial_trajectory(start, sharp, energy0))
+        proposal = trajectory.proposal
         new_state = HMCState(unravel(proposal.position), proposal.log_joint, unravel(proposal.grad))
-        info = NUTSInfo(tree.sum_accept / tree.n_leapfrogs.astype(dtype), tree.is_divergent, proposal.energy,
-                        tree.depth, tree.n_leapfrogs, tree.is_turning)
+        info = NUTSInfo(trajectory.sum_accept / trajectory.n_leapfrogs.astype(dtype), trajectory.is_divergent,
+                        proposal.energy, trajectory.depth, trajectory.n_leapfrogs, trajectory.is_turning)
         return new_state, info
 
     return kernel
 
 
-class _Draws(NamedTuple):
-    goes_right: jax.Array    # [L] bool: direction of the subtree at each depth
-    log_u_merge: jax.Array   # [L]: log U(0, 1) for subtree-vs-trajectory at each depth
-    leaf_keys: jax.Array     # [L] keys: fold_in(., k) draws the k-th step's multinomial update
+def _extend(trajectory: _Trajectory, *, step, velocity, energy0, step_size, key_tree, max_tree_depth,
+            divergence_threshold) -> _Trajectory:
+    """One doubling: builds a subtree of 2^depth steps, then merges it if it is valid."""
+    t = trajectory
+    go_right = tree_uniform(key_tree, t.depth) > 0.5
+    start = _select(go_right, t.right, t.left)
+    first_counter = 2 * max_tree_depth + t.depth * 2 ** (max_tree_depth - 1)
+    leaf_step = functools.partial(_leaf, step=step, velocity=velocity, energy0=energy0,
+                                  step_size=jnp.where(go_right, step_size, -step_size), key_tree=key_tree,
+                                  first_counter=first_counter, divergence_threshold=divergence_threshold)
+    n_steps = jnp.left_shift(1, t.depth)
+    sub = lax.while_loop(lambda s: (s.leaf < n_steps) & ~s.is_divergent & ~s.is_turning, leaf_step,
+                         _empty_subtree(start, max_tree_depth))
+    is_valid = ~sub.is_divergent & ~sub.is_turning
+    merged = _merge(t, sub, go_right, jnp.log(tree_uniform(key_tree, max_tree_depth + t.depth)))
+    depth = t.depth + is_valid.astype(t.depth.dtype)
+    totals = dict(depth=depth, n_leapfrogs=t.n_leapfrogs + sub.leaf, sum_accept=t.sum_accept + sub.sum_accept,
+                  is_divergent=sub.is_divergent, is_turning=sub.is_turning | (is_valid & merged.is_turning),
+                  is_done=~is_valid | merged.is_turning | (depth >= max_tree_depth))
+    return _Trajectory(*_select(is_valid, merged[:7], tuple(t[:7])), **totals)
 
 
-def _depth_draws(key_tree, n_levels: int, dtype) -> _Draws:
-    keys = jax.vmap(lambda j: jax.random.split(jax.random.fold_in(key_tree, j), 3))(jnp.arange(n_levels))
-    goes_right = jax.vmap(jax.random.bernoulli)(keys[:, 0])
-    log_u = jnp.log(jax.vmap(lambda k: jax.random.uniform(k, dtype=dtype))(keys[:, 1]))
-    return _Draws(goes_right, log_u, keys[:, 2])
-
-
-def _extend(tree: _Tree, *, step, velocity, energy0, step_size, draws: _Draws, max_tree_depth,
-            divergence_threshold) -> _Tree:
-    """One leapfrog step of the subtree being built; merges the subtree when it is complete."""
-    go_right = draws.goes_right[tree.depth]
-    new = step(tree.current, jnp.where(go_right, step_size, -step_size))
+def _leaf(sub: _Subtree, *, step, velocity, energy0, step_size, key_tree, first_counter,
+          divergence_threshold) -> _Subtree:
+    """One leapfrog step of the subtree: the point's weight, the multinomial update, the U-turn checks."""
+    new = step(sub.current, step_size)
     sharp = velocity(new.momentum)
     delta = safe_energy_change(energy0, -new.log_joint + 0.5 * jnp.dot(new.momentum, sharp))
-    is_divergent = delta > divergence_threshold
-    # the subtree's proposal: a multinomial draw over its points, updated one point at a time
-    sub_log_weight = jnp.logaddexp(tree.sub_log_weight, -delta)
-    u = jax.random.uniform(jax.random.fold_in(draws.leaf_keys[tree.depth], tree.leaf), dtype=delta.dtype)
+    log_weight = jnp.logaddexp(sub.log_weight, -delta)
+    u = tree_uniform(key_tree, first_counter + sub.leaf)
     point = _Proposal(new.position, new.log_joint, new.log_joint_grad, energy0 + delta)
-    sub_proposal = _select(jnp.log(u) < -delta - sub_log_weight, point, tree.sub_proposal)
-    sub_rho = tree.sub_rho + new.momentum
-    start_p, start_sharp, start_rho, end_p, end_sharp, sub_turning = _level_checks(
-        tree, tree.leaf, new.momentum, sharp, sub_rho)
-    leaf = tree.leaf + 1
-    stop = is_divergent | sub_turning
-    merge = (leaf == jnp.left_shift(1, tree.depth)) & ~stop
-    merged = _merge(tree, new, sharp, go_right, sub_rho, sub_log_weight, sub_proposal, start_p[-1],
-                    start_sharp[-1], draws.log_u_merge[tree.depth])
-    depth = tree.depth + merge.astype(tree.depth.dtype)
-    is_done = stop | (merge & (merged.is_turning | (depth >= max_tree_depth)))
-    # the next subtree grows from the trajectory's end in its direction
-    restart = merge & ~is_done
-    next_right = draws.goes_right[jnp.minimum(depth, max_tree_depth - 1)]
-    current = _select(restart, _select(next_right, merged.right, merged.left), new)
-    trajectory = _select(merge, merged[:7], tuple(tree[:7]))
-    return _Tree(*trajectory, depth=depth, current=current, leaf=jnp.where(restart, 0, leaf),
-                 sub_rho=jnp.where(restart, jnp.zeros_like(sub_rho), sub_rho),
-                 sub_log_weight=jnp.where(restart, -jnp.inf, sub_log_weight), sub_proposal=sub_proposal,
-                 start_p=start_p, start_sharp=start_sharp, start_rho=start_rho, end_p=end_p,
-                 end_sharp=end_sharp, n_leapfrogs=tree.n_leapfrogs + 1,
-                 sum_accept=tree.sum_accept + jnp.exp(jnp.minimum(-delta, 0.0)),
-                 is_divergent=is_divergent, is_turning=(sub_turning & ~is_divergent) | (merge & merged.is_turning),
-                 is_done=is_done)
+    proposal = _select(jnp.log(u) < -delta - log_weight, point, sub.proposal)
+    checkpoints, is_turning = _level_checks(sub.checkpoints, sub.leaf, new.momentum, sharp, sub.rho)
+    is_divergent = delta > divergence_threshold
+    return _Subtree(new, sub.rho + new.momentum, log_weight, proposal, checkpoints, sharp, sub.leaf + 1,
+                    sub.sum_accept + jnp.exp(jnp.minimum(-delta, 0.0)), is_divergent, is_turning & ~is_divergent)
+
+
+def tree_uniform(key, counter):
+    """U(0, 1) (float32 resolution): draw number `counter` of a transition's tree, one hash of `key`.
+
+    With the default threefry keys this is `threefry_2x32(key, [counter])[0]` of
+    `jax.extend.random`, bit for bit, written out as straight-line integer arithmetic that XLA
+    fuses into one loop (JAX lowers its threefry to a rolled `while` on CPU, whose per-iteration
+    cost would be paid at every leapfrog step). Other key implementations use
+    `uniform(fold_in(key, counter))`.
+
+    Args:
+      key: a PRNG key.
+      counter: an int32 scalar (see the module docstring for the layout).
+
+    Returns:
+      A float32 scalar in [0, 1).
+    """
+    counter = jnp.asarray(counter)
+    if str(jax.random.key_impl(key)) != "threefry2x32":
+        return jax.random.uniform(jax.random.fold_in(key, counter))
+    bits = _threefry2x32(jax.random.key_data(key), counter.astype(jnp.uint32))
+    mantissa = jnp.right_shift(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def _threefry2x32(key_words, count):
+    """The first output word of Threefry-2x32 (20 rounds) of the block `(count, 0)` under `key_words`.
+
+    References:
+      Salmon, Moraes, Dror and Shaw, `Parallel random numbers: as easy as 1, 2, 3
+      <https://doi.org/10.1145/2063384.2063405>`_, SC 2011.
+    """
+    rotl = lambda x, r: jnp.left_shift(x, jnp.uint32(r)) | jnp.right_shift(x, jnp.uint32(32 - r))
+    k0, k1 = key_words[0], key_words[1]
+    keys = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
+    x0, x1 = count + k0, k1
+    for i in range(5):
+        for r in ((13, 15, 26, 6), (17, 29, 16, 24))[i % 2]:
+            x0 = x0 + x1
+            x1 = rotl(x1, r) ^ x0
+        x0 = x0 + keys[(i + 1) % 3]
+        x1 = x1 + keys[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0
 
 
 class _Merged(NamedTuple):
@@ -263,40 +336,47 @@ class _Merged(NamedTuple):
     is_turning: jax.Array
 
 
-def _merge(tree: _Tree, new: IntegratorState, sharp, go_right, sub_rho, sub_log_weight, sub_proposal,
-           first_p, first_sharp, log_u) -> _Merged:
-    """The trajectory extended by the completed subtree that ends at `new` (used when it is valid).
+def _merge(t: _Trajectory, sub: _Subtree, go_right, log_u) -> _Merged:
+    """The trajectory extended by a completed subtree (used when the subtree is valid).
 
     Biased progressive sampling: the subtree's proposal replaces the trajectory's with probability
     min(1, w_subtree / w_old). Then the U-turn checks of the merged trajectory: the whole of it,
-    the old part with the subtree's first point (`first_p`, `first_sharp`), and the subtree with
-    the old part's adjacent end.
+    the old part with the subtree's first point, and the subtree with the old part's adjacent end.
     """
-    proposal = _select(log_u < sub_log_weight - tree.log_weight, sub_proposal, tree.proposal)
-    left = _select(go_right, tree.left, new)
-    right = _select(go_right, new, tree.right)
-    left_sharp = jnp.where(go_right, tree.left_sharp, sharp)
-    right_sharp = jnp.where(go_right, sharp, tree.right_sharp)
-    far_sharp = jnp.where(go_right, tree.left_sharp, tree.right_sharp)       # old end away from the subtree
-    adjacent_p = jnp.where(go_right, tree.right.momentum, tree.left.momentum)  # old end next to it
-    adjacent_sharp = jnp.where(go_right, tree.right_sharp, tree.left_sharp)
-    rho = tree.rho + sub_rho
+    new, sharp = sub.current, sub.last_sharp
+    first_p, first_sharp = sub.checkpoints.first_p, sub.checkpoints.first_sharp
+    proposal = _select(log_u < sub.log_weight - t.log_weight, sub.proposal, t.proposal)
+    left = _select(go_right, t.left, new)
+    right = _select(go_right, new, t.right)
+    left_sharp = jnp.where(go_right, t.left_sharp, sharp)
+    right_sharp = jnp.where(go_right, sharp, t.right_sharp)
+    far_sharp = jnp.where(go_right, t.left_sharp, t.right_sharp)        # old end away from the subtree
+    adjacent_p = jnp.where(go_right, t.right.momentum, t.left.momentum)  # old end next to it
+    adjacent_sharp = jnp.where(go_right, t.right_sharp, t.left_sharp)
+    rho = t.rho + sub.rho
     is_turning = ~(_criterion(far_sharp, sharp, rho)
-                   & _criterion(far_sharp, first_sharp, tree.rho + first_p)
-                   & _criterion(adjacent_sharp, sharp, sub_rho + adjacent_p))
-    return _Merged(left, right, left_sharp, right_sharp, rho, jnp.logaddexp(tree.log_weight, sub_log_weight),
+                   & _criterion(far_sharp, first_sharp, t.rho + first_p)
+                   & _criterion(adjacent_sharp, sharp, sub.rho + adjacent_p))
+    return _Merged(left, right, left_sharp, right_sharp, rho, jnp.logaddexp(t.log_weight, sub.log_weight),
                    proposal, is_turning)
 
 
-def _initial_tree(start: IntegratorState, sharp, energy0, n_levels: int) -> _Tree:
-    """The trajectory of the starting point alone, with no subtree begun."""
-    d = start.position.shape[0]
+def _initial_trajectory(start: IntegratorState, sharp, energy0) -> _Trajectory:
+    """The trajectory of the starting point alone."""
     dtype = start.position.dtype
     proposal = _Proposal(start.position, start.log_joint, start.log_joint_grad, energy0)
-    levels = jnp.zeros((n_levels, d), dtype)
-    zero = jnp.zeros((), dtype)
     false = jnp.zeros((), bool)
-    return _Tree(start, start, sharp, sharp, start.momentum, zero, proposal, jnp.zeros((), jnp.int32),
-                 start, jnp.zeros((), jnp.int32), jnp.zeros((d,), dtype), jnp.full((), -jnp.inf, dtype),
-                 proposal, levels, levels, levels, levels, levels, jnp.zeros((), jnp.int32), zero, false, false,
-                 false)
+    zero_int = jnp.zeros((), jnp.int32)
+    return _Trajectory(start, start, sharp, sharp, start.momentum, jnp.zeros((), dtype), proposal, zero_int,
+                       zero_int, jnp.zeros((), dtype), false, false, false)
+
+
+def _empty_subtree(start: IntegratorState, n_levels: int) -> _Subtree:
+    """A subtree with no step yet, growing from `start`."""
+    d, dtype = start.position.shape[0], start.position.dtype
+    rows, vector, scalars = jnp.zeros((n_levels, d), dtype), jnp.zeros((d,), dtype), jnp.zeros((n_levels,), dtype)
+    checkpoints = _Checkpoints(rows, rows, scalars, rows, rows, scalars, jnp.ones((n_levels,), bool), vector, vector)
+    proposal = _Proposal(start.position, start.log_joint, start.log_joint_grad, jnp.zeros((), dtype))
+    false = jnp.zeros((), bool)
+    return _Subtree(start, vector, jnp.full((), -jnp.inf, dtype), proposal, checkpoints, vector,
+                    jnp.zeros((), jnp.int32), jnp.zeros((), dtype), false, false)

@@ -5,8 +5,8 @@ directions; `build_tree(depth)` recursively builds the initial and the final hal
 checks the merged subtree (whole, initial half + the final half's first point, the initial half's
 last point + final half). It draws its random numbers exactly as `inference.hmc.nuts` documents
 (per-depth direction, subtree-vs-trajectory draw, and a per-step draw for the subtree's proposal,
-updated point by point), so for the same key both must build the same tree and return the same
-point. Not jitted: every branch is a Python `if`.
+updated point by point, each `tree_uniform(key_tree, counter)`), so for the same key both must
+build the same tree and return the same point. Not jitted: every branch is a Python `if`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from inference.hmc.integrators import IntegratorState, velocity_verlet
 from inference.hmc.metrics import gaussian_euclidean
+from inference.hmc.nuts import tree_uniform
 
 
 def criterion(sharp_minus, sharp_plus, rho):
@@ -27,12 +28,13 @@ def criterion(sharp_minus, sharp_plus, rho):
 class _Subtree:
     """The running multinomial draw over one subtree's points, in the order they are built."""
 
-    def __init__(self, leaf_key):
-        self.leaf_key, self.n, self.log_weight, self.proposal = leaf_key, 0, -np.inf, None
+    def __init__(self, key_tree, first_counter):
+        self.key_tree, self.first_counter = key_tree, first_counter
+        self.n, self.log_weight, self.proposal = 0, -np.inf, None
 
     def add(self, point, log_w, dtype):
         log_weight = float(jnp.logaddexp(self.log_weight, log_w))
-        u = jax.random.uniform(jax.random.fold_in(self.leaf_key, self.n), dtype=dtype)
+        u = tree_uniform(self.key_tree, self.first_counter + self.n)
         if float(jnp.log(u)) < log_w - log_weight:
             self.proposal = point
         self.log_weight, self.n = log_weight, self.n + 1
@@ -91,9 +93,8 @@ def transition(key, position, log_joint_fn, step_size, inverse_mass_matrix, max_
     sample = (z0, h0)
     depth, is_turning = 0, False
     while depth < max_tree_depth:
-        keys = jax.random.split(jax.random.fold_in(key_tree, depth), 3)
-        go_right = bool(jax.random.bernoulli(keys[0]))
-        subtree = _Subtree(keys[2])
+        go_right = float(tree_uniform(key_tree, depth)) > 0.5
+        subtree = _Subtree(key_tree, 2 * max_tree_depth + depth * 2 ** (max_tree_depth - 1))
         if go_right:
             rho_bck, p_bck_fwd, sharp_bck_fwd = rho, p_fwd_fwd, sharp_fwd_fwd
             valid, z_fwd, sharp_fwd_bck, sharp_fwd_fwd, rho_fwd, p_fwd_bck, p_fwd_fwd = build_tree(
@@ -105,8 +106,8 @@ def transition(key, position, log_joint_fn, step_size, inverse_mass_matrix, max_
         if not valid:
             is_turning = not stats["is_divergent"]
             break
+        log_u = float(jnp.log(tree_uniform(key_tree, max_tree_depth + depth)))
         depth += 1
-        log_u = float(jnp.log(jax.random.uniform(keys[1], dtype=dtype)))
         if log_u < subtree.log_weight - log_sum_weight:
             sample = subtree.proposal
         log_sum_weight = float(jnp.logaddexp(log_sum_weight, subtree.log_weight))

@@ -22,8 +22,9 @@ def quartic_log_joint(position):
 
 
 # (max_tree_depth, step size, inverse mass, divergence threshold): ordinary trees, trees cut by the
-# depth limit, large steps that diverge (a low threshold makes divergences common), a dense metric.
-CASES = [(10, 0.25, [1.0, 1.0, 1.0], 1000.0), (3, 0.1, [1.0, 1.0, 1.0], 1000.0),
+# depth limit, deep trees (up to 7 doublings, subtrees rejected inside by the checks across halves),
+# large steps that diverge (a low threshold makes divergences common), a dense metric.
+CASES = [(10, 0.25, [1.0, 1.0, 1.0], 1000.0), (3, 0.1, [1.0, 1.0, 1.0], 1000.0), (10, 0.04, [1.0, 1.0, 1.0], 1000.0),
          (10, 0.9, [0.5, 1.0, 2.0], 5.0), (10, 0.3, [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 4.0]], 1000.0)]
 
 
