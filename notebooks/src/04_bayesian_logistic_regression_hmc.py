@@ -1,11 +1,14 @@
 # %% [markdown]
-# # 4. Bayesian logistic regression with HMC: parallel chains, adaptation, diagnostics
+# # 4. Bayesian logistic regression with NUTS: parallel chains, adaptation, diagnostics
 #
-# We sample the posterior of a logistic regression's weights with Hamiltonian Monte Carlo (Neal,
-# 2011, [MCMC using Hamiltonian dynamics](https://arxiv.org/abs/1206.1901)), as in ZhuSuan's HMC
-# tutorial: several chains run in parallel in one jitted program, the step size and a diagonal
-# mass matrix adapt during warmup, and we check the result with effective sample sizes, split
-# R-hat, trace plots and ArviZ. Then we use the posterior to predict held-out labels.
+# We sample the posterior of a logistic regression's weights with the No-U-Turn Sampler (Hoffman
+# and Gelman, 2014, [The No-U-Turn Sampler](https://arxiv.org/abs/1111.4246)), the Hamiltonian Monte
+# Carlo variant (Neal, 2011, [MCMC using Hamiltonian dynamics](https://arxiv.org/abs/1206.1901))
+# that picks each trajectory's length itself, as in ZhuSuan's HMC tutorial but without a number of
+# leapfrog steps to tune: several chains run in parallel in one compiled program, the step size and
+# a diagonal mass matrix adapt during warmup, and we check the result with effective sample sizes,
+# split R-hat, trace plots and ArviZ. Then we continue the run, and use the posterior to predict
+# held-out labels.
 #
 # The data are scikit-learn's breast cancer set, packaged with scikit-learn (569 tumours, 30
 # features, standardised; 455 for training, 114 held out). `SCALE` below sets the number of draws:
@@ -44,7 +47,7 @@ print("train", x_train.shape, "test", x_test.shape, "fraction benign", y_train.m
 #     return bn
 # ```
 #
-# Observing `y` leaves `w` as the only latent: HMC samples `p(w | x, y)`.
+# Observing `y` leaves `w` as the only latent: NUTS samples `p(w | x, y)`.
 
 # %%
 model = blr.build_blr(jnp.asarray(x_train))
@@ -71,22 +74,26 @@ print("MAP: log p(y, w_map) =", log_joint({"w": w_map}))
 # %% [markdown]
 # ## Sampling: parallel chains with adaptation
 #
-# `HMC(...)` binds the configuration: `n_leapfrogs` steps of size `step_size` per transition,
-# `adapt_step_size=True` tunes the step size during warmup by dual averaging towards an acceptance
-# rate of 0.8 (Hoffman and Gelman, 2014, [The No-U-Turn Sampler](https://arxiv.org/abs/1111.4246)),
-# and `adapt_mass=True` estimates a diagonal inverse mass matrix, the posterior variances, in
-# Stan's expanding windows. `sample(key, model, observed, init, ...)` runs warmup and sampling for
-# all chains (`jax.vmap` over chains, `lax.scan` over time) as one compiled program. Each chain
-# starts at its own over-dispersed point: `init` with a leading `[n_chains]` axis.
+# `NUTS()` binds the configuration. Each transition integrates Hamilton's equations forward and
+# backward in time, doubling the trajectory until it starts to turn back on itself (the
+# generalised no-U-turn criterion, with the extra checks across subtrees that Stan uses), and draws
+# the next state from the trajectory's points. During warmup (`adaptation="window"`, the default)
+# the step size is tuned by dual averaging towards an acceptance statistic of 0.8, and a diagonal
+# inverse mass matrix, the posterior variances, is estimated in Stan's expanding windows.
+# `sample(key, model, observed, init, ...)` runs warmup and sampling for all chains (`jax.vmap`
+# over chains, one `lax.scan` over time) as one compiled program. Each chain starts at its own
+# over-dispersed point: `init` with a leading `[n_chains]` axis.
 #
-# For contrast we also run the same sampler without adaptation, at its initial step size.
+# For contrast we also run ZhuSuan's plain HMC (10 leapfrog steps) without adaptation, at its
+# initial step size.
 
 # %%
 key_init, key_adapted, key_fixed = jax.random.split(jax.random.key(1), 3)
 init = {"w": jax.random.normal(key_init, (N_CHAINS, x_train.shape[1]))}
 
-hmc = inference.HMC(step_size=0.05, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True)
-samples, info = hmc.sample(key_adapted, model, observed, init, n_samples=N_SAMPLES, n_warmup=N_WARMUP)
+nuts = inference.NUTS(step_size=0.05)
+result = nuts.sample(key_adapted, model, observed, init, n_samples=N_SAMPLES, n_warmup=N_WARMUP)
+samples, info = result          # an MCMCResult unpacks into samples and info; result.state continues it
 
 fixed_hmc = inference.HMC(step_size=0.05, n_leapfrogs=10)
 fixed_samples, fixed_info = fixed_hmc.sample(key_fixed, model, observed, init, n_samples=N_SAMPLES,
@@ -98,15 +105,18 @@ print("samples:", w.shape, "= [n_chains, n_samples, d]")
 # %% [markdown]
 # ## What the sampler reports
 #
-# `info` is an `HMCSampleInfo`: per-draw acceptance rates, divergences, energies and log-joint
-# values, and per chain the adapted step size and inverse mass matrix. The acceptance rate should
-# sit near (often a little above) the 0.8 target; divergent transitions (an energy error above
-# 1000 nats) would point to regions the integrator cannot follow.
+# `info` is an `HMCSampleInfo`: per-draw acceptance statistics, divergences, energies, log-joint
+# values, leapfrog steps (gradient evaluations) and, for NUTS, tree depths; per chain the adapted
+# step size and inverse mass matrix. The acceptance statistic should sit near (often a little
+# above) the 0.8 target; divergent transitions (an energy error above 1000 nats) would point to
+# regions the integrator cannot follow. NUTS chose the trajectory lengths below itself.
 
 # %%
-for name, run in [("adapted", info), ("fixed", fixed_info)]:
-    print(f"{name:>8}: acceptance rate per chain {np.round(np.mean(run.acceptance_rate, axis=1), 3)}, "
-          f"divergences {np.asarray(run.n_divergences)}, step size {np.round(np.asarray(run.step_size), 4)}")
+for name, run in [("NUTS", info), ("fixed HMC", fixed_info)]:
+    print(f"{name:>9}: acceptance per chain {np.round(np.mean(run.acceptance_rate, axis=1), 3)}, "
+          f"divergences {np.asarray(run.n_divergences)}, step size {np.round(np.asarray(run.step_size), 4)}, "
+          f"leapfrog steps per draw {np.mean(run.n_leapfrogs):.1f}")
+print("NUTS tree depths:", dict(zip(*np.unique(np.asarray(info.tree_depth), return_counts=True), strict=True)))
 
 plt.figure(figsize=(9, 3))
 plt.subplot(1, 2, 1)
@@ -140,10 +150,11 @@ plt.show()
 # values near 1 (below about 1.01) say the chains agree. Both take `[n_chains, n_samples, ...]`.
 
 # %%
-for name, draws in [("adapted", w), ("fixed", np.asarray(fixed_samples["w"]))]:
+for name, draws, run in [("NUTS", w, info), ("fixed HMC", np.asarray(fixed_samples["w"]), fixed_info)]:
     ess, r_hat = inference.effective_sample_size(draws), inference.rhat(draws)
-    print(f"{name:>8}: ESS min {ess.min():6.0f}, median {np.median(ess):6.0f} of {N_CHAINS * N_SAMPLES} "
-          f"draws; R-hat max {r_hat.max():.4f}")
+    print(f"{name:>9}: ESS min {ess.min():6.0f}, median {np.median(ess):6.0f} of {N_CHAINS * N_SAMPLES} "
+          f"draws; R-hat max {r_hat.max():.4f}; min ESS per 1000 gradients "
+          f"{1000 * ess.min() / np.sum(run.n_leapfrogs):.1f}")
 
 # %% [markdown]
 # `inference.print_summary` prints the table NumPyro users know: mean, standard deviation, median,
@@ -185,6 +196,32 @@ plt.show()
 ess_arviz = az.ess(idata)["w"].values
 print("ESS, ours vs ArviZ: largest relative difference",
       np.max(np.abs(inference.effective_sample_size(w) / ess_arviz - 1)).round(3))
+
+# %% [markdown]
+# ## Continuing the run, and calling it again
+#
+# `result.state` holds the chains' last positions, the adapted step size and mass matrix, and how
+# many draws were made (the position in the key stream). Passing it back continues the chains
+# without warmup; with the same key, the draws are those one longer run would have made. The state
+# is a plain pytree of arrays (`np.savez` can store it). And a second `sample` call with the same
+# model and shapes, even on new data, reuses the compiled program: only the first call compiles.
+
+# %%
+import time
+
+start = time.perf_counter()
+more = nuts.sample(key_adapted, model, observed, n_samples=N_SAMPLES, resume=result.state)
+jax.block_until_ready(more.samples)
+print(f"{N_SAMPLES} more draws per chain in {time.perf_counter() - start:.2f} s "
+      "(the first resume compiles its sampling-only program)")
+w_all = np.concatenate([w, np.asarray(more.samples["w"])], axis=1)
+print("R-hat max over both runs:", inference.rhat(w_all).max().round(4),
+      " step size kept:", np.allclose(more.info.step_size, info.step_size))
+
+start = time.perf_counter()
+jax.block_until_ready(nuts.sample(jax.random.key(7), model, observed, init, n_samples=N_SAMPLES,
+                                  n_warmup=N_WARMUP).samples)
+print(f"a second full run (warmup included) with a new key: {time.perf_counter() - start:.2f} s, no compilation")
 
 # %% [markdown]
 # ## Posterior predictive accuracy
