@@ -60,12 +60,13 @@ def plain_log_density(x, y, feature_major=False):
 
 
 def ours(x, y, n_chains, n_samples):
+    """`HMC.build_run` on the DSL model: the compiled run, called once here (it compiles then)."""
     model = make_log_joint(build_blr(x), {"y": y})
     run = HMC(step_size=STEP_SIZE, n_leapfrogs=N_LEAPFROGS).build_run(model.log_joint_fn, n_samples, 0)
     keys = jax.random.split(jax.random.key(0), n_chains)
     init = {"w": jnp.zeros((n_chains, x.shape[1]))}
-    compiled = run.lower(keys, init).compile()
-    return lambda: jax.block_until_ready(compiled(keys, init)[0]["w"])
+    jax.block_until_ready(run(keys, init).samples)
+    return lambda: jax.block_until_ready(run(keys, init).samples["w"])
 
 
 def blackjax_hmc(x, y, n_chains, n_samples, feature_major=False):
@@ -204,9 +205,9 @@ def ess_per_second(x, y, n_chains, n_warmup, n_samples, reps):
 
     model = make_log_joint(build_blr(x), {"y": y})
     hmc = HMC(step_size=0.05, n_leapfrogs=N_LEAPFROGS, adapt_step_size=True, adapt_mass=True)
-    run = hmc.build_run(model.log_joint_fn, n_samples, n_warmup, transform_fn=model.to_constrained)
+    compiled = hmc.build_run(model.log_joint_fn, n_samples, n_warmup, transform_fn=model.to_constrained)
     init = {"w": jnp.zeros((n_chains, x.shape[1]))}
-    compiled = run.lower(jax.random.split(jax.random.key(0), n_chains), init).compile()
+    jax.block_until_ready(compiled(jax.random.split(jax.random.key(0), n_chains), init).samples)   # compiles
     nuts = numpyro_nuts_compiled(x, y, n_chains, n_warmup, n_samples)
     mcmc = MCMC(NUTS(numpyro_model), num_warmup=n_warmup, num_samples=n_samples, num_chains=n_chains,
                 chain_method="vectorized", progress_bar=False, jit_model_args=True)

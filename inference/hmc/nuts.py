@@ -158,23 +158,31 @@ def _trailing_zeros(k, n_levels):
 
 def _level_checks(c: _Checkpoints, k, momentum, sharp, rho_before) -> tuple[_Checkpoints, jax.Array]:
     """Step `k` of the subtree: writes its checkpoint rows and runs the U-turn checks (with Stan's
-    checks across halves) of every block that ends at `k`. Returns `(checkpoints, is_turning)`."""
+    checks across halves) of every block that ends at `k`. Returns `(checkpoints, is_turning)`.
+
+    The rows are written first and every read comes after (no row read here is one just written),
+    so XLA updates the loop-carried arrays in place instead of copying them at every step.
+    """
     n_levels = c.start_dot.shape[0]
     rho = rho_before + momentum
+    put = lambda rows, value, row: lax.dynamic_update_index_in_dim(rows, value, row, 0)
     row_dot = lambda rows, v: jnp.sum(rows * v, axis=-1)   # fused loops, not calls to a matrix product
-    # the halves check of the block whose second half begins here: level tz(k) + 1
-    tz = _trailing_zeros(k, n_levels)
-    level = jnp.minimum(tz + 1, n_levels - 1)
-    a = _trailing_zeros(k & (k - 1), n_levels)          # row of that block's first point
+    tz = _trailing_zeros(k, n_levels)                      # the row of the blocks k begins
+    top = _trailing_zeros(k + 1, n_levels)                 # blocks of levels 1..top end at k
+    c = c._replace(start_sharp=put(c.start_sharp, sharp, tz), start_rho=put(c.start_rho, rho_before, tz),
+                   start_dot=put(c.start_dot, jnp.dot(sharp, rho_before), tz),
+                   end_sharp=put(c.end_sharp, sharp, top), end_rho=put(c.end_rho, rho_before, top),
+                   end_dot=put(c.end_dot, -jnp.dot(sharp, rho_before), top),
+                   first_p=jnp.where(k == 0, momentum, c.first_p), first_sharp=jnp.where(k == 0, sharp, c.first_sharp))
+    # the halves check of the block whose second half begins here (level tz + 1): its first half
+    # with this point; that block's first point is at row tz(k with its lowest set bit cleared)
+    a = _trailing_zeros(k & (k - 1), n_levels)
     extended = rho_before - c.start_rho[a] + momentum
     halves = (jnp.dot(c.start_sharp[a], extended) > 0) & (jnp.dot(sharp, extended) > 0)
+    level = jnp.minimum(tz + 1, n_levels - 1)
     is_second_half = (k > 0) & (tz + 1 < n_levels)
-    halves_ok = c.halves_ok.at[level].set(jnp.where(is_second_half, halves, c.halves_ok[level]))
-    c = c._replace(start_sharp=c.start_sharp.at[tz].set(sharp), start_rho=c.start_rho.at[tz].set(rho_before),
-                   start_dot=c.start_dot.at[tz].set(jnp.dot(sharp, rho_before)), halves_ok=halves_ok,
-                   first_p=jnp.where(k == 0, momentum, c.first_p), first_sharp=jnp.where(k == 0, sharp, c.first_sharp))
-    # blocks of levels 1..T end here (T = trailing ones of k): whole block, and A's last point + B
-    top = _trailing_zeros(k + 1, n_levels)
+    c = c._replace(halves_ok=put(c.halves_ok, jnp.where(is_second_half, halves, c.halves_ok[level]), level))
+    # blocks of levels 1..top end here: the whole block, and its first half's last point + second half
     levels = jnp.arange(1, n_levels, dtype=k.dtype)
     rows = jnp.where(levels < top, levels, _trailing_zeros((k + 1) & k, n_levels))
     sharp_rho = jnp.dot(sharp, rho)
@@ -183,11 +191,7 @@ def _level_checks(c: _Checkpoints, k, momentum, sharp, rho_before) -> tuple[_Che
     across = ((row_dot(c.end_sharp, rho)[:-1] + c.end_dot[:-1] > 0)
               & (sharp_rho - row_dot(c.end_rho, sharp)[:-1] > 0))
     ok = whole & across & c.halves_ok[1:]
-    is_turning = jnp.any((levels <= top) & ~ok)
-    to = jnp.minimum(top, n_levels - 1)
-    c = c._replace(end_sharp=c.end_sharp.at[to].set(sharp), end_rho=c.end_rho.at[to].set(rho_before),
-                   end_dot=c.end_dot.at[to].set(-jnp.dot(sharp, rho_before)))
-    return c, is_turning
+    return c, jnp.any((levels <= top) & ~ok)
 
 
 def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0):
