@@ -290,7 +290,8 @@ def kernels(target, n_chains, n_samples, step_size, inverse_mass) -> dict[str, R
         def body(state, k):
             state, info = ours(k, state, target.log_density, step_size, inverse_mass)
             return state, (state.position, info.n_leapfrogs)
-        return lax.scan(body, inference.hmc.init(position, target.log_density), jax.random.split(key, n_samples))[1]
+        state = inference.hmc.init(position, target.log_density)
+        return lax.scan(body, state, jax.random.split(key, n_samples))[1]
 
     def numpyro_chain(key, position):
         state = init_numpyro(position, num_warmup=0, step_size=step_size, inverse_mass_matrix=inverse_mass,
@@ -336,7 +337,8 @@ def blackjax_chees(target, n_chains, n_warmup, n_samples) -> Run:
 
 def compare(runs: dict[str, Run], reps: int) -> dict:
     """Interleaved repetitions; medians of ESS/s, ESS per gradient, seconds."""
-    rows = {name: {"seconds": [], "ess_per_second": [], "ess_per_gradient": [], "min_ess": []} for name in runs}
+    fields = ("seconds", "ess_per_second", "ess_per_gradient", "min_ess")
+    rows = {name: {field: [] for field in fields} for name in runs}
     for rep in range(reps):
         for name, run in runs.items():
             start = time.perf_counter()
@@ -376,8 +378,8 @@ def benchmark_chees(target: Target, n_chains: int, n_warmup: int, n_samples: int
     runs = {"ppl_chees": ppl_sample(target, n_chains, n_warmup, n_samples, inference.ChEES()),
             "blackjax_chees": blackjax_chees(target, n_chains, n_warmup, n_samples)}
     result = compare(runs, reps)
-    return {"target": target.name, "n_chains": n_chains, "contenders": result,
-            "ratio_vs_blackjax": result["ppl_chees"]["ess_per_second"] / result["blackjax_chees"]["ess_per_second"]}
+    ratio = result["ppl_chees"]["ess_per_second"] / result["blackjax_chees"]["ess_per_second"]
+    return {"target": target.name, "n_chains": n_chains, "contenders": result, "ratio_vs_blackjax": ratio}
 
 
 def main(argv=None) -> dict:
@@ -399,9 +401,11 @@ def main(argv=None) -> dict:
         for n_chains in map(int, args.chains.split(",")):
             row = benchmark_target(target, n_chains, n_warmup, n_samples, args.reps)
             report["nuts"].append(row)
-            print(f"{name:>13} {n_chains:>2} chains: ESS/s ppl {row['contenders']['ppl_sample']['ess_per_second']:.1f}"
-                  f" ({row['ratio_vs_numpyro']:.2f}x NumPyro, {row['ratio_vs_blackjax']:.2f}x BlackJAX); "
-                  f"kernel {row['kernel_ratio_vs_numpyro']:.2f}x / {row['kernel_ratio_vs_blackjax']:.2f}x", flush=True)
+            ess_per_second = row["contenders"]["ppl_sample"]["ess_per_second"]
+            print(f"{name:>13} {n_chains:>2} chains: ESS/s ppl {ess_per_second:.1f} "
+                  f"({row['ratio_vs_numpyro']:.2f}x NumPyro, {row['ratio_vs_blackjax']:.2f}x BlackJAX); "
+                  f"kernel {row['kernel_ratio_vs_numpyro']:.2f}x / {row['kernel_ratio_vs_blackjax']:.2f}x",
+                  flush=True)
         if not args.no_chees:
             row = benchmark_chees(target, 64, n_warmup, n_samples // 2, args.reps)
             report["chees"].append(row)

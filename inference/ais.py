@@ -28,9 +28,9 @@ import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from inference.hmc.kernel import HMCState, build_kernel
 from inference.compile_cache import PROGRAMS
 from inference.hmc import model as dsl
+from inference.hmc.kernel import HMCState, build_kernel
 from inference.log_joint import unconstrained_log_joint_fn
 
 __all__ = ["AIS", "AISResult", "temperature_schedule"]
@@ -126,13 +126,14 @@ class AIS:
         proposal_arrays, proposal_static = dsl.split_model(self.proposal_meta_bn, {})
         summary = dsl.latent_summary(self.meta_bn, self.observed, static, key_trace)
         shapes = {name: s.shape for name, s in summary.items()}
-        proposal_shapes = {name: s.shape for name, s in dsl.latent_summary(self.proposal_meta_bn, {}, proposal_static,
-                                                                           key_trace).items()}
+        proposal_summary = dsl.latent_summary(self.proposal_meta_bn, {}, proposal_static, key_trace)
+        proposal_shapes = {name: s.shape for name, s in proposal_summary.items()}
         if shapes != proposal_shapes:
             raise ValueError(f"the proposal's latents {proposal_shapes} must match the model's {shapes}")
         program_key = ("ais", static.key, proposal_static.key, self.n_temperatures, self.hmc.n_leapfrogs,
                        int(n_chains))
-        program = PROGRAMS.get(program_key, lambda: self._program(static, proposal_static, int(n_chains), summary))
+        build = lambda: self._program(static, proposal_static, int(n_chains), summary)
+        program = PROGRAMS.get(program_key, build)
         dtype = jnp.result_type(float)
         return program(key_init, key_run, arrays, proposal_arrays, jnp.asarray(self.betas, dtype),
                        jnp.asarray(self.hmc.step_size, dtype))

@@ -1,4 +1,5 @@
-"""Renamed arguments: old names keep working for one release, with a `DeprecationWarning` naming the new one."""
+"""Renamed arguments: old names keep working for one release, with a `DeprecationWarning` naming the
+new one."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def renamed_arguments(kwargs: dict, renames: dict, where: str) -> dict:
 
     Example:
       >>> def sample(..., thinning=1, **deprecated):
-      ...     thinning = renamed_arguments(deprecated, {"thin": "thinning"}, "sample").get("thinning", thinning)
+      ...     renamed = renamed_arguments(deprecated, {"thin": "thinning"}, "sample")
+      ...     thinning = renamed.get("thinning", thinning)
     """
     out = {}
     for name, value in kwargs.items():

@@ -170,7 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=4, help="parallel chains")
     parser.add_argument("--samples", type=int, default=1000, help="draws per chain after warmup")
     parser.add_argument("--warmup", type=int, default=1000, help="adaptation iterations per chain")
-    parser.add_argument("--leapfrogs", type=int, default=10, help="leapfrog steps per transition (--method hmc)")
+    parser.add_argument("--leapfrogs", type=int, default=10,
+                        help="leapfrog steps per transition (--method hmc)")
     parser.add_argument("--alpha", type=float, default=1.0, help="prior sd of the weights")
 
 
@@ -193,9 +194,9 @@ def main(args: argparse.Namespace) -> int:
         "step_size": result.info.step_size,
         "mean_leapfrogs_per_draw": float(np.mean(result.info.n_leapfrogs)),
         "ess_per_gradient": float(ess.min() / np.sum(result.info.n_leapfrogs)),
-        "config": {"method": args.method, "chains": args.chains, "samples": args.samples, "warmup": args.warmup,
-                   "leapfrogs": args.leapfrogs, "alpha": args.alpha, "n_train": len(y_train),
-                   "n_test": len(y_test)},
+        "config": {"method": args.method, "chains": args.chains, "samples": args.samples,
+                   "warmup": args.warmup, "leapfrogs": args.leapfrogs, "alpha": args.alpha,
+                   "n_train": len(y_train), "n_test": len(y_test)},
     }
     cli.write_metrics(out, metrics)
     shown = {f"w[{i}]": w[..., i] for i in range(min(4, w.shape[-1]))} | {"w[intercept]": w[..., -1]}

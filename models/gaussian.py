@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--leapfrogs", type=int, default=10, help="leapfrog steps per transition (--method hmc)")
+    parser.add_argument("--leapfrogs", type=int, default=10,
+                        help="leapfrog steps per transition (--method hmc)")
     parser.add_argument("--dense-mass", action="store_true", help="adapt a dense mass matrix")
 
 
@@ -69,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
     elif args.method == "chees":
         sampler = ChEES(step_size=0.1)
     else:
-        sampler = HMC(step_size=0.1, n_leapfrogs=args.leapfrogs, adaptation="window", dense_mass=args.dense_mass)
+        sampler = HMC(step_size=0.1, n_leapfrogs=args.leapfrogs, adaptation="window",
+                      dense_mass=args.dense_mass)
     key_first, key_run = jax.random.split(jax.random.key(args.seed))
     init = {"x": jnp.zeros((args.chains, args.dim))}
     run = lambda key: jax.block_until_ready(sampler.sample(key, meta_bn, {}, init, n_samples=args.samples,

@@ -113,8 +113,9 @@ class HMCFamily:
         imm = tuned.inverse_mass_matrix
         if self.tuned_axes.inverse_mass_matrix is None:
             imm = jnp.broadcast_to(imm, (n_chains, *imm.shape))
-        return HMCSampleInfo(infos["acceptance_rate"], infos["is_divergent"], infos["energy"], infos["log_joint"],
-                             step, imm, out.warmup_acceptance_rate, infos.get("n_leapfrogs"), infos.get("tree_depth"))
+        return HMCSampleInfo(infos["acceptance_rate"], infos["is_divergent"], infos["energy"],
+                             infos["log_joint"], step, imm, out.warmup_acceptance_rate,
+                             infos.get("n_leapfrogs"), infos.get("tree_depth"))
 
     # ------------------------------------------------------------------ the DSL entry point
     def sample(self, key: jax.Array, meta_bn, observed: dict, init: dict | None = None, n_samples: int = 1000,
@@ -174,7 +175,8 @@ class HMCFamily:
             dsl.mark_concrete(static)
             return result
 
-        return self._call(program_key, lambda: self._dsl_program(static, init_static, sizes, summary), args, n_total,
+        build = lambda: self._dsl_program(static, init_static, sizes, summary)
+        return self._call(program_key, build, args, n_total,
                           progress_bar, retry=retry if static.n_argument_arrays else None)
 
     def _n_chains_for_sample(self, summary, init, n_chains, resume) -> int:
@@ -198,14 +200,16 @@ class HMCFamily:
                     dsl.initial_positions(key_init, model, init, n_chains))
             else:
                 states = HMCState(resume.position, resume.log_joint, resume.log_joint_grad)
-            return self._core(model.log_joint_fn, model.to_constrained, keys, states, step_size, resume, sizes)
+            return self._core(model.log_joint_fn, model.to_constrained, keys, states, step_size, resume,
+                              sizes)
 
         return jax.jit(program)
 
     # ------------------------------------------------------------------ any log_joint_fn
     def run(self, key: jax.Array, log_joint_fn: Callable, init_position: Any, n_samples: int,
             n_warmup: int | None = None, thinning: int = 1, progress_bar: bool = False,
-            transform_fn: Callable | None = None, resume: MCMCState | None = None, **deprecated) -> MCMCResult:
+            transform_fn: Callable | None = None, resume: MCMCState | None = None,
+            **deprecated) -> MCMCResult:
         """Samples `log_joint_fn` from per-chain starting points (no DSL needed).
 
         Args:
@@ -228,8 +232,8 @@ class HMCFamily:
         extra = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar"},
                                   f"{self.name}.run")
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
-        n_warmup = self._check_run(n_samples, 0 if n_warmup is None and resume is None else n_warmup, thinning,
-                                   resume, None)
+        n_warmup = 0 if n_warmup is None and resume is None else n_warmup
+        n_warmup = self._check_run(n_samples, n_warmup, thinning, resume, None)
         positions = resume.position if resume is not None else _strong(init_position)
         n_chains = _check_chain_axis(positions)
         if n_chains < self.min_chains:
@@ -317,14 +321,16 @@ class HMCFamily:
     def _check_run(self, n_samples, n_warmup, thinning, resume, init) -> int:
         if n_warmup is None:
             n_warmup = 0 if resume is not None else 1000
-        for name, value, low in [("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0), ("thinning", thinning, 1)]:
+        for name, value, low in [("n_samples", n_samples, 1), ("n_warmup", n_warmup, 0),
+                                 ("thinning", thinning, 1)]:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{self.name}: {name} must be an int >= {low}, got {value!r}")
         if resume is not None:
             if not isinstance(resume, MCMCState):
                 raise TypeError(f"resume must be an MCMCState (result.state), got {type(resume).__name__}")
             if n_warmup:
-                raise ValueError(f"{self.name}: resume continues a run without warmup; got n_warmup={n_warmup}")
+                raise ValueError(f"{self.name}: resume continues a run without warmup; got "
+                                 f"n_warmup={n_warmup}")
             if init:
                 raise ValueError(f"{self.name}: init and resume both give starting points; pass one")
         self._check_sizes(int(n_warmup))
@@ -376,7 +382,8 @@ def _infer_n_chains(summary, init, n_chains, min_chains, name) -> int:
     if isinstance(n_chains, bool) or not isinstance(n_chains, (int, np.integer)) or n_chains < 1:
         raise ValueError(f"n_chains must be a positive int, got {n_chains!r}")
     if n_chains < min_chains:
-        raise ValueError(f"{name} needs at least {min_chains} chains (cross-chain adaptation), got {n_chains}")
+        raise ValueError(f"{name} needs at least {min_chains} chains (cross-chain adaptation), got "
+                         f"{n_chains}")
     return int(n_chains)
 
 

@@ -198,7 +198,8 @@ def chees_adaptation(log_joint_fn: Callable, n_warmup: int, *, target_acceptance
         return lax.cond(jnp.asarray(is_search)[i], search, lambda a: a, a)
 
     def tuned(a: ChEESAdaptationState) -> Tuned:
-        return Tuned(a.step_size, a.inverse_mass_matrix, {"trajectory_length": jnp.exp(a.log_trajectory_length)})
+        length = jnp.exp(a.log_trajectory_length)
+        return Tuned(a.step_size, a.inverse_mass_matrix, {"trajectory_length": length})
 
     def update(a: ChEESAdaptationState, i, states: HMCState, info: ChEESInfo) -> ChEESAdaptationState:
         dtype = a.step_size.dtype
@@ -218,8 +219,8 @@ def chees_adaptation(log_joint_fn: Callable, n_warmup: int, *, target_acceptance
         log_t_avg = weight * log_t + (1.0 - weight) * a.log_trajectory_length_avg
         a = ChEESAdaptationState(dual, step, log_t, log_t_avg, opt, count, a.inverse_mass_matrix, a.mass)
         if adapt_mass:
-            mass = lax.cond(jnp.asarray(is_collecting)[i], lambda m: adapt.welford_update_batch(m, states.position),
-                            lambda m: m, a.mass)
+            collect = lambda m: adapt.welford_update_batch(m, states.position)
+            mass = lax.cond(jnp.asarray(is_collecting)[i], collect, lambda m: m, a.mass)
             a = lax.cond(jnp.asarray(is_window_end)[i], _end_window, lambda a: a, a._replace(mass=mass))
         return a
 
@@ -276,8 +277,9 @@ class ChEES(HMCFamily):
     tuned_axes = Tuned(None, None, {"trajectory_length": None})
     min_chains = 2
 
-    def __init__(self, step_size: float = 1.0, target_acceptance_rate: float = 0.651, learning_rate: float = 0.025,
-                 decay_rate: float = 0.5, max_leapfrogs: int = 1000, jitter_amount: float = 1.0,
+    def __init__(self, step_size: float = 1.0, target_acceptance_rate: float = 0.651,
+                 learning_rate: float = 0.025, decay_rate: float = 0.5, max_leapfrogs: int = 1000,
+                 jitter_amount: float = 1.0,
                  initial_trajectory_length: float | None = None, adapt_mass: bool = True,
                  divergence_threshold: float = 1000.0):
         if not (np.isfinite(step_size) and step_size > 0):
@@ -296,14 +298,15 @@ class ChEES(HMCFamily):
 
     def _config_key(self):
         return (self.target_acceptance_rate, self.learning_rate, self.decay_rate, self.max_leapfrogs,
-                self.jitter_amount, self.initial_trajectory_length, self.adapt_mass, self.divergence_threshold)
+                self.jitter_amount, self.initial_trajectory_length, self.adapt_mass,
+                self.divergence_threshold)
 
     def _kernel(self):
         return build_kernel(self.divergence_threshold)
 
     def _kernel_args(self, tuned: Tuned, index):
-        steps = n_leapfrogs_at(index, tuned.step_size, tuned.parameters["trajectory_length"], self.jitter_amount,
-                               self.max_leapfrogs)
+        length = tuned.parameters["trajectory_length"]
+        steps = n_leapfrogs_at(index, tuned.step_size, length, self.jitter_amount, self.max_leapfrogs)
         return {"n_leapfrogs": steps}, {"n_leapfrogs": None}
 
     def _warmup(self, log_joint_fn, n_warmup):

@@ -79,9 +79,11 @@ def per_chain_warmup(window) -> ChainWarmup:
 
     return ChainWarmup(
         init=lambda keys, states, t: jax.vmap(window.init)(states, t.step_size, t.inverse_mass_matrix),
-        prepare=lambda keys, a, states, i: jax.vmap(window.prepare, in_axes=(0, 0, 0, None))(keys, a, states, i),
+        prepare=lambda keys, a, states, i: jax.vmap(window.prepare, in_axes=(0, 0, 0, None))(keys, a, states,
+                                                                                              i),
         tuned=tuned,
-        update=lambda a, i, states, infos: jax.vmap(window.update, in_axes=(0, None, 0, 0))(a, i, states, infos),
+        update=lambda a, i, states, infos: jax.vmap(window.update, in_axes=(0, None, 0, 0))(a, i, states,
+                                                                                             infos),
         final=tuned)
 
 
@@ -161,7 +163,8 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys, states: HMCSta
     adaptation = warmup.init(warmup_keys, states, tuned) if n_warmup else ()
     one_info = jax.eval_shape(lambda: record_info(call_kernel(keys, states, tuned, 0)[1], states))
     kept = jax.eval_shape(jax.vmap(transform_fn), states.position)
-    buffers = jax.tree_util.tree_map(lambda s: jnp.zeros((n_samples + 1, *s.shape), s.dtype), (kept, one_info))
+    buffer = lambda s: jnp.zeros((n_samples + 1, *s.shape), s.dtype)   # a spare row for warmup writes
+    buffers = jax.tree_util.tree_map(buffer, (kept, one_info))
     dtype = states.log_joint.dtype
     carry = (states, adaptation, tuned, buffers, jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                                                          one_info),
@@ -200,7 +203,8 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys, states: HMCSta
 
     (states, _, tuned, buffers, _, warm_acc), _ = lax.scan(body, carry, jnp.arange(n_total))
     positions, infos = jax.tree_util.tree_map(lambda b: jnp.swapaxes(b[:n_samples], 0, 1), buffers)
-    infos = {name: value / thinning if reductions.get(name) == "mean" else value for name, value in infos.items()}
+    infos = {name: value / thinning if reductions.get(name) == "mean" else value
+             for name, value in infos.items()}
     return LoopOutput(positions, infos, states, tuned, warm_acc[:n_warmup].T)
 
 

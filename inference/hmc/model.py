@@ -23,8 +23,8 @@ import ppl
 from inference.compile_cache import CompileCache, Static, rebuild, split_static, static_key
 from inference.log_joint import LogJointModel, latent_specs, make_log_joint
 
-__all__ = ["LatentSummary", "ModelStatic", "split_model", "rebuild_model", "log_joint_model", "latent_summary",
-           "initial_positions", "mark_concrete", "CONCRETE_ERRORS"]
+__all__ = ["LatentSummary", "ModelStatic", "split_model", "rebuild_model", "log_joint_model",
+           "latent_summary", "initial_positions", "mark_concrete", "CONCRETE_ERRORS"]
 
 # errors a builder raises when it needs an array argument's values (NumPy calls, Python control flow)
 CONCRETE_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
@@ -85,7 +85,8 @@ def split_model(meta_bn, observed: Mapping[str, Any], trace_arguments: bool | No
     builder, args, kwargs, override = _parts(meta_bn)
     builder_key = static_key(builder)
     trace_args = builder_key not in _CONCRETE_BUILDERS if trace_arguments is None else trace_arguments
-    observed = {name: value if _is_arraylike(value) else jnp.asarray(value) for name, value in observed.items()}
+    observed = {name: value if _is_arraylike(value) else jnp.asarray(value)
+                for name, value in observed.items()}
     arg_arrays, arg_static = split_static((args, kwargs), trace_arrays=trace_args)
     obs_arrays, obs_static = split_static(observed)
     key = (builder_key, static_key(override), arg_static.key, obs_static.key)

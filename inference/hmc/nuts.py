@@ -173,7 +173,8 @@ def _level_checks(c: _Checkpoints, k, momentum, sharp, rho_before) -> tuple[_Che
                    start_dot=put(c.start_dot, jnp.dot(sharp, rho_before), tz),
                    end_sharp=put(c.end_sharp, sharp, top), end_rho=put(c.end_rho, rho_before, top),
                    end_dot=put(c.end_dot, -jnp.dot(sharp, rho_before), top),
-                   first_p=jnp.where(k == 0, momentum, c.first_p), first_sharp=jnp.where(k == 0, sharp, c.first_sharp))
+                   first_p=jnp.where(k == 0, momentum, c.first_p),
+                   first_sharp=jnp.where(k == 0, sharp, c.first_sharp))
     # the halves check of the block whose second half begins here (level tz + 1): its first half
     # with this point; that block's first point is at row tz(k with its lowest set bit cleared)
     a = _trailing_zeros(k & (k - 1), n_levels)
@@ -220,7 +221,8 @@ def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0)
     References:
       See the module docstring.
     """
-    if not isinstance(max_tree_depth, int) or isinstance(max_tree_depth, bool) or not 1 <= max_tree_depth <= 25:
+    is_int = isinstance(max_tree_depth, int) and not isinstance(max_tree_depth, bool)
+    if not is_int or not 1 <= max_tree_depth <= 25:
         raise ValueError(f"max_tree_depth must be an int in [1, 25], got {max_tree_depth!r}")
 
     def kernel(key, state: HMCState, log_joint_fn: Callable, step_size, inverse_mass_matrix):
@@ -282,7 +284,8 @@ def _leaf(sub: _Subtree, *, step, velocity, energy0, step_size, key_tree, first_
     checkpoints, is_turning = _level_checks(sub.checkpoints, sub.leaf, new.momentum, sharp, sub.rho)
     is_divergent = delta > divergence_threshold
     return _Subtree(new, sub.rho + new.momentum, log_weight, proposal, checkpoints, sharp, sub.leaf + 1,
-                    sub.sum_accept + jnp.exp(jnp.minimum(-delta, 0.0)), is_divergent, is_turning & ~is_divergent)
+                    sub.sum_accept + jnp.exp(jnp.minimum(-delta, 0.0)), is_divergent,
+                    is_turning & ~is_divergent)
 
 
 def tree_uniform(key, counter):
@@ -378,8 +381,10 @@ def _initial_trajectory(start: IntegratorState, sharp, energy0) -> _Trajectory:
 def _empty_subtree(start: IntegratorState, n_levels: int) -> _Subtree:
     """A subtree with no step yet, growing from `start`."""
     d, dtype = start.position.shape[0], start.position.dtype
-    rows, vector, scalars = jnp.zeros((n_levels, d), dtype), jnp.zeros((d,), dtype), jnp.zeros((n_levels,), dtype)
-    checkpoints = _Checkpoints(rows, rows, scalars, rows, rows, scalars, jnp.ones((n_levels,), bool), vector, vector)
+    rows, vector = jnp.zeros((n_levels, d), dtype), jnp.zeros((d,), dtype)
+    scalars = jnp.zeros((n_levels,), dtype)
+    checkpoints = _Checkpoints(rows, rows, scalars, rows, rows, scalars, jnp.ones((n_levels,), bool), vector,
+                               vector)
     proposal = _Proposal(start.position, start.log_joint, start.log_joint_grad, jnp.zeros((), dtype))
     false = jnp.zeros((), bool)
     return _Subtree(start, vector, jnp.full((), -jnp.inf, dtype), proposal, checkpoints, vector,

@@ -26,8 +26,8 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
-from inference.hmc import nuts
 from inference.deprecation import caller_stacklevel
+from inference.hmc import nuts
 from inference.hmc.base import HMCFamily
 from inference.hmc.driver import Tuned, per_chain_warmup
 from inference.hmc.kernel import build_kernel
@@ -58,7 +58,8 @@ def resolve_adaptation(adaptation, adapt_step_size, adapt_mass, mass_schedule, d
     """
     if mass_schedule is not None:
         warnings.warn(f"{where}: mass_schedule is deprecated and will be removed in the next release; use "
-                      "adaptation='window' or 'exponential'", DeprecationWarning, stacklevel=caller_stacklevel())
+                      "adaptation='window' or 'exponential'", DeprecationWarning,
+                      stacklevel=caller_stacklevel())
         if mass_schedule not in ("windowed", "exponential"):
             raise ValueError(f"mass_schedule must be 'windowed' or 'exponential', got {mass_schedule!r}")
     if adaptation is not None:
@@ -68,9 +69,9 @@ def resolve_adaptation(adaptation, adapt_step_size, adapt_mass, mass_schedule, d
         if (adapt_step_size is not None and bool(adapt_step_size) != step) or (
                 adapt_mass is not None and bool(adapt_mass) != (schedule is not None)) or (
                 mass_schedule is not None and mass_schedule != schedule):
-            raise ValueError(f"{where}: adaptation={adaptation!r} contradicts adapt_step_size={adapt_step_size!r}"
-                             f" / adapt_mass={adapt_mass!r} / mass_schedule={mass_schedule!r}; give only "
-                             "adaptation=")
+            raise ValueError(f"{where}: adaptation={adaptation!r} contradicts adapt_step_size="
+                             f"{adapt_step_size!r} / adapt_mass={adapt_mass!r} / mass_schedule="
+                             f"{mass_schedule!r}; give only adaptation=")
         return step, schedule
     step, schedule = ADAPTATIONS[default]
     step = step if adapt_step_size is None else bool(adapt_step_size)
@@ -84,7 +85,8 @@ class _Windowed(HMCFamily):
     def _init_adaptation(self, step_size, adaptation, adapt_step_size, adapt_mass, mass_schedule, dense_mass,
                          target_acceptance_rate, gamma, t0, kappa, mass_collect_iters, mass_decay,
                          divergence_threshold, default):
-        if not (isinstance(step_size, (int, float, np.floating)) and np.isfinite(step_size) and step_size > 0):
+        is_number = isinstance(step_size, (int, float, np.floating)) and not isinstance(step_size, bool)
+        if not (is_number and np.isfinite(step_size) and step_size > 0):
             raise ValueError(f"{self.name}: step_size must be a finite positive number, got {step_size!r}")
         if not 0.0 < target_acceptance_rate < 1.0:
             raise ValueError(f"target_acceptance_rate must be in (0, 1), got {target_acceptance_rate}")
@@ -101,11 +103,13 @@ class _Windowed(HMCFamily):
         self.divergence_threshold = float(divergence_threshold)
 
     def _adaptation_key(self) -> tuple:
-        return (self.adapt_step_size, self.mass_schedule, self.dense_mass, self.target_acceptance_rate, self.gamma,
-                self.t0, self.kappa, self.mass_collect_iters, self.mass_decay, self.divergence_threshold)
+        return (self.adapt_step_size, self.mass_schedule, self.dense_mass, self.target_acceptance_rate,
+                self.gamma, self.t0, self.kappa, self.mass_collect_iters, self.mass_decay,
+                self.divergence_threshold)
 
     def _warmup(self, log_joint_fn, n_warmup):
-        window = window_adaptation(self._kernel(), log_joint_fn, n_warmup, adapt_step_size=self.adapt_step_size,
+        window = window_adaptation(self._kernel(), log_joint_fn, n_warmup,
+                                   adapt_step_size=self.adapt_step_size,
                                    mass_schedule=self.mass_schedule, dense_mass=self.dense_mass,
                                    target_acceptance_rate=self.target_acceptance_rate, gamma=self.gamma,
                                    t0=self.t0, kappa=self.kappa, mass_collect_iters=self.mass_collect_iters,
@@ -120,8 +124,8 @@ class _Windowed(HMCFamily):
     def _check_sizes(self, n_warmup):
         if self.mass_schedule == "windowed" and 0 < n_warmup < _STAN_MIN_WARMUP:
             warnings.warn(
-                f"{self.name}: n_warmup={n_warmup} is shorter than the {_STAN_MIN_WARMUP} iterations of Stan's "
-                f"windowed adaptation (75 step-size-only + 25 mass window + 50 step-size-only); the "
+                f"{self.name}: n_warmup={n_warmup} is shorter than the {_STAN_MIN_WARMUP} iterations of "
+                f"Stan's windowed adaptation (75 step-size-only + 25 mass window + 50 step-size-only); the "
                 f"stages are shrunk to 15% / 75% / 10%, leaving {int(0.1 * n_warmup)} iterations to "
                 f"re-tune the step size after the last mass update. Expect a poor step "
                 f"size (low or zero acceptance) in high dimensions; use more warmup or adapt_mass=False.",
@@ -223,10 +227,12 @@ class NUTS(_Windowed):
     name = "NUTS"
     reductions = {**HMCFamily.reductions, "tree_depth": "last"}
 
-    def __init__(self, step_size: float = 1.0, max_tree_depth: int = 10, target_acceptance_rate: float = 0.8,
-                 adapt_step_size: bool | None = True, adapt_mass: bool | None = True, dense_mass: bool = False,
+    def __init__(self, step_size: float = 1.0, max_tree_depth: int = 10,
+                 target_acceptance_rate: float = 0.8, adapt_step_size: bool | None = True,
+                 adapt_mass: bool | None = True, dense_mass: bool = False,
                  divergence_threshold: float = 1000.0, adaptation: str | None = None, gamma: float = 0.05,
-                 t0: float = 100.0, kappa: float = 0.75, mass_collect_iters: int = 10, mass_decay: float = 0.99):
+                 t0: float = 100.0, kappa: float = 0.75,
+                 mass_collect_iters: int = 10, mass_decay: float = 0.99):
         self.max_tree_depth = max_tree_depth
         nuts.build_kernel(max_tree_depth)   # checks max_tree_depth
         if adaptation is not None:   # the defaults of the aliases must not contradict `adaptation`

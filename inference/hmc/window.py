@@ -91,8 +91,9 @@ def clip_step_size(step_size):
     return jnp.clip(step_size, 1e-10, 1e10)
 
 
-def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *, adapt_step_size: bool = True,
-                      mass_schedule: str | None = "windowed", dense_mass: bool = False,
+def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *,
+                      adapt_step_size: bool = True, mass_schedule: str | None = "windowed",
+                      dense_mass: bool = False,
                       target_acceptance_rate: float = 0.8, gamma: float = 0.05, t0: float = 100.0,
                       kappa: float = 0.75, mass_collect_iters: int = 10, mass_decay: float = 0.99,
                       initial_buffer: int = 75, final_buffer: int = 50, base_window: int = 25,
@@ -139,8 +140,8 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
         raise ValueError(f"target_acceptance_rate must be in (0, 1), got {target_acceptance_rate!r}")
     n_warmup = int(n_warmup)
     schedule = _schedule(n_warmup, adapt_step_size, mass_schedule, initial_buffer, final_buffer, base_window)
-    dual_update = lambda dual, rate: adapt.dual_averaging_update(dual, rate, target_acceptance_rate, gamma, t0,
-                                                                 kappa)
+    def dual_update(dual, rate):
+        return adapt.dual_averaging_update(dual, rate, target_acceptance_rate, gamma, t0, kappa)
 
     def init(state: HMCState, step_size, inverse_mass_matrix=None) -> WindowAdaptationState:
         flat, _ = ravel_pytree(state.position)
@@ -185,7 +186,8 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
             flat, _ = ravel_pytree(state.position)
             mass = lax.cond(jnp.asarray(schedule.is_collecting)[i], lambda m: adapt.welford_update(m, flat),
                             lambda m: m, a.mass)
-            a = lax.cond(jnp.asarray(schedule.is_window_end)[i], _end_window, lambda a: a, a._replace(mass=mass))
+            a = a._replace(mass=mass)
+            a = lax.cond(jnp.asarray(schedule.is_window_end)[i], _end_window, lambda a: a, a)
         if adapt_step_size:
             final_step = clip_step_size(adapt.dual_averaging_final(a.dual)).astype(a.step_size.dtype)
             a = a._replace(step_size=jnp.where(i == n_warmup - 1, final_step, a.step_size))
@@ -226,7 +228,8 @@ class _Schedule(NamedTuple):
     is_search: np.ndarray       # [n_warmup] bool: run the step-size search before this iteration
 
 
-def _schedule(n_warmup, adapt_step_size, mass_schedule, initial_buffer, final_buffer, base_window) -> _Schedule:
+def _schedule(n_warmup, adapt_step_size, mass_schedule, initial_buffer, final_buffer,
+              base_window) -> _Schedule:
     is_collecting, is_window_end = adapt.window_schedule(n_warmup, initial_buffer, final_buffer, base_window)
     if mass_schedule != "windowed":
         is_collecting, is_window_end = np.zeros_like(is_collecting), np.zeros_like(is_window_end)

@@ -148,7 +148,8 @@ def check_gradient(position, grads) -> None:
             f"update needs the log-joint's gradient, a dict like the position {sorted(position)} (or a "
             f"function returning one); got {type(grads).__name__}"
             + (f" of shape {tuple(shape)}" if shape is not None else "")
-            + ". If this is a log-joint function, pass jax.grad(log_joint_fn) (or use step(...) with a model).")
+            + ". If this is a log-joint function, pass jax.grad(log_joint_fn) (or use step(...) with a "
+              "model).")
     if set(grads) != set(position):
         raise ValueError(f"the gradient names {sorted(grads)} differ from the position's {sorted(position)}")
     for name, value in position.items():

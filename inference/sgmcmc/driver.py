@@ -86,12 +86,13 @@ def _model_kind(model: Callable, has_data: bool) -> str:
         n_args = 1
     if not has_data:
         if n_args != 1:
-            raise TypeError("without data, the model must be log_joint_fn(position) -> scalar; got a function "
-                            f"of {n_args} required arguments")
+            raise TypeError("without data, the model must be log_joint_fn(position) -> scalar; got a "
+                            f"function of {n_args} required arguments")
         return "log_joint"
     if n_args not in (1, 2):
         raise TypeError("with data, the model must be model_fn(batch) -> (meta_bn, observed) or "
-                        f"log_joint_fn(position, batch) -> scalar; got a function of {n_args} required arguments")
+                        f"log_joint_fn(position, batch) -> scalar; got a function of {n_args} required "
+                        "arguments")
     return "model_fn" if n_args == 1 else "batch_log_joint"
 
 
@@ -151,7 +152,8 @@ def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, record
         key_perm, key_step = jax.random.split(jax.random.fold_in(chain_key, t))
         if n:
             b = t % n_batches
-            perm = lax.cond(b == 0, lambda: jax.random.permutation(key_perm, n).astype(perm.dtype), lambda: perm)
+            shuffle = lambda: jax.random.permutation(key_perm, n).astype(perm.dtype)   # int32 under x64 too
+            perm = lax.cond(b == 0, shuffle, lambda: perm)
             index = lax.dynamic_slice(perm, (b * batch_size,), (batch_size,))
             batch = jax.tree.map(lambda a: a[index], data)
         else:
@@ -181,8 +183,9 @@ def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, record
 
 
 def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | None = None,
-           init: Mapping[str, Any] | None = None, *, batch_size: int | None = None, n_epochs: int | None = None,
-           n_warmup_epochs: int = 0, n_samples: int | None = None, n_warmup: int = 0, thinning: int = 1,
+           init: Mapping[str, Any] | None = None, *, batch_size: int | None = None,
+           n_epochs: int | None = None, n_warmup_epochs: int = 0, n_samples: int | None = None,
+           n_warmup: int = 0, thinning: int = 1,
            n_chains: int = 1, is_init_batched: bool = False, record_fn: Callable[[dict], Any] | None = None,
            progress_bar: bool = True, resume: SGMCMCState | None = None, **deprecated) -> MCMCResult:
     """Runs SG-MCMC chains, over epochs of shuffled minibatches of `data` or on a log-joint function.
@@ -279,7 +282,8 @@ def _start(sampler, init, n_chains, is_init_batched, n, resume):
             raise TypeError(f"resume must be an SGMCMCState (result.state), got {type(resume).__name__}")
         chains = int(resume.permutation.shape[0])
         if resume.permutation.shape[1] != n:
-            raise ValueError(f"resume's data order covers {resume.permutation.shape[1]} examples, the data {n}")
+            raise ValueError(f"resume's data order covers {resume.permutation.shape[1]} examples, the data "
+                             f"{n}")
         return (resume.sampler, resume.permutation, resume.step), chains
     states = _init_states(sampler, init, n_chains, is_init_batched)
     return (states, jnp.zeros((n_chains, n), jnp.int32), jnp.zeros((), jnp.int32)), n_chains

@@ -134,8 +134,8 @@ class PSGLD(SGMCMC):
         drift = jax.tree.map(lambda p, g: p * g, precond, grads)
         slope = None
         if self.correction:
-            slope = jax.tree.map(lambda d, g, h: decay * d + (1.0 - decay) * 2.0 * g * h, state.square_avg_slope,
-                                 grads, hessian_diagonal)
+            average = lambda d, g, h: decay * d + (1.0 - decay) * 2.0 * g * h
+            slope = jax.tree.map(average, state.square_avg_slope, grads, hessian_diagonal)
             drift = jax.tree.map(lambda a, v, d: a + _gamma(v, d, self.epsilon), drift, square_avg, slope)
         position = jax.tree.map(lambda z, a, n: z + (0.5 * lr * a + n).astype(z.dtype), state.position, drift,
                                 noise)

@@ -41,7 +41,8 @@ def correlated_log_joint(position):
 def make_sampler(name, dense_mass=False):
     """The samplers under test, as a user would configure them."""
     if name == "hmc":
-        return HMC(step_size=0.1, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True, dense_mass=dense_mass)
+        return HMC(step_size=0.1, n_leapfrogs=10, adapt_step_size=True, adapt_mass=True,
+                   dense_mass=dense_mass)
     if name == "nuts":
         return NUTS(dense_mass=dense_mass)
     return ChEES()
@@ -119,8 +120,8 @@ def test_conjugate_posteriors_with_constrained_latents(name):
     y, counts = OBSERVED["y"], OBSERVED["counts"]
     c = np.bincount(np.asarray(OBSERVED["c"]), minlength=3)
     n = N_CHAINS[name]
-    samples, info = make_sampler(name).sample(jax.random.key(1), conjugate_model(), OBSERVED, init={"rate": 1.0},
-                                              n_samples=400, n_warmup=300, n_chains=n)
+    samples, info = make_sampler(name).sample(jax.random.key(1), conjugate_model(), OBSERVED,
+                                              init={"rate": 1.0}, n_samples=400, n_warmup=300, n_chains=n)
     assert samples["w"].shape == (n, 400, 2) and samples["rate"].shape == (n, 400)
     assert samples["pi"].shape == (n, 400, 3) and info.inverse_mass_matrix.shape == (n, 2 + 1 + 1 + 2)
     post_precision = 1.0 + N_OBS / NOISE_SD ** 2

@@ -52,7 +52,8 @@ def regression(x, prior_scale):
 def data(seed, n=20, d=3, dtype=np.float32):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d)).astype(dtype)
-    return jnp.asarray(x), jnp.asarray(x @ np.array([0.5, -1.0, 2.0][:d], dtype) + rng.normal(size=n).astype(dtype))
+    y = x @ np.array([0.5, -1.0, 2.0][:d], dtype) + rng.normal(size=n).astype(dtype)
+    return jnp.asarray(x), jnp.asarray(y)
 
 
 def run(sampler, key, x, y, **kwargs):
@@ -202,7 +203,8 @@ def test_errors_are_raised_before_tracing():
     with pytest.raises(ValueError, match="without warmup"):
         run(samplers()["nuts"], jax.random.key(0), x, y, n_warmup=10, resume=first.state)
     with pytest.raises(ValueError, match="init and resume"):
-        run(samplers()["nuts"], jax.random.key(0), x, y, n_warmup=None, init={"noise": 1.0}, resume=first.state)
+        run(samplers()["nuts"], jax.random.key(0), x, y, n_warmup=None, init={"noise": 1.0},
+            resume=first.state)
     with pytest.raises(ValueError, match="at least 2 chains"):
         run(samplers()["chees"], jax.random.key(0), x, y, n_chains=1)
     with pytest.raises(ValueError, match="n_samples"):
@@ -235,5 +237,6 @@ def test_run_on_a_plain_log_joint_reuses_its_program():
     log_joint = lambda x: -0.5 * jnp.sum(x ** 2)
     builds = PROGRAMS.n_builds
     for seed in range(3):
-        inference.NUTS().run(jax.random.key(seed), log_joint, jnp.zeros((2, 3)) + seed, n_samples=5, n_warmup=5)
+        inference.NUTS().run(jax.random.key(seed), log_joint, jnp.zeros((2, 3)) + seed, n_samples=5,
+                             n_warmup=5)
     assert PROGRAMS.n_builds - builds == 1

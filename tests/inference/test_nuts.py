@@ -24,8 +24,9 @@ def quartic_log_joint(position):
 # (max_tree_depth, step size, inverse mass, divergence threshold): ordinary trees, trees cut by the
 # depth limit, deep trees (up to 7 doublings, subtrees rejected inside by the checks across halves),
 # large steps that diverge (a low threshold makes divergences common), a dense metric.
-CASES = [(10, 0.25, [1.0, 1.0, 1.0], 1000.0), (3, 0.1, [1.0, 1.0, 1.0], 1000.0), (10, 0.04, [1.0, 1.0, 1.0], 1000.0),
-         (10, 0.9, [0.5, 1.0, 2.0], 5.0), (10, 0.3, [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 4.0]], 1000.0)]
+CASES = [(10, 0.25, [1.0, 1.0, 1.0], 1000.0), (3, 0.1, [1.0, 1.0, 1.0], 1000.0),
+         (10, 0.04, [1.0, 1.0, 1.0], 1000.0), (10, 0.9, [0.5, 1.0, 2.0], 5.0),
+         (10, 0.3, [[1.0, 0.2, 0.0], [0.2, 1.0, 0.0], [0.0, 0.0, 4.0]], 1000.0)]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
@@ -41,11 +42,13 @@ def test_tree_matches_the_recursive_reference(case):
         for i in range(25):
             key = jax.random.key(i)
             position = {"x": jax.random.normal(jax.random.key(1000 + i), (3,), jnp.float64)}
-            new, info = kernel(key, init(position, quartic_log_joint), quartic_log_joint, step_size, inverse_mass)
+            state = init(position, quartic_log_joint)
+            new, info = kernel(key, state, quartic_log_joint, step_size, inverse_mass)
             ref = reference_transition(key, position, quartic_log_joint, step_size, inverse_mass, max_depth,
                                        threshold)
             assert (int(info.tree_depth), int(info.n_leapfrogs)) == (ref["tree_depth"], ref["n_leapfrogs"]), i
-            assert (bool(info.is_divergent), bool(info.is_turning)) == (ref["is_divergent"], ref["is_turning"]), i
+            flags = (bool(info.is_divergent), bool(info.is_turning))
+            assert flags == (ref["is_divergent"], ref["is_turning"]), i
             np.testing.assert_allclose(new.position["x"], ref["position"]["x"], rtol=1e-10, atol=1e-12)
             np.testing.assert_allclose(float(info.acceptance_rate), ref["acceptance_rate"], rtol=1e-10)
             np.testing.assert_allclose(float(info.energy), ref["energy"], rtol=1e-10)
@@ -93,7 +96,9 @@ def test_gradient_evaluations_equal_leapfrog_steps():
     assert len(calls) == int(info.n_leapfrogs)
 
 
-J, Y, SIGMA = 8, np.array([28., 8., -3., 7., -1., 1., 18., 12.]), np.array([15., 10., 16., 11., 9., 11., 10., 18.])
+J = 8
+Y = np.array([28., 8., -3., 7., -1., 1., 18., 12.])
+SIGMA = np.array([15., 10., 16., 11., 9., 11., 10., 18.])
 
 
 @ppl.meta_bayesian_net

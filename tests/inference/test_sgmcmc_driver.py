@@ -54,24 +54,26 @@ def test_compiles_once_across_calls_with_new_data():
     builds = PROGRAMS.n_builds
     for call in range(3):
         result = sgmcmc.sample(jax.random.key(call), sgmcmc.SGHMC(1e-3 * (call + 1)), regression_log_joint,
-                               regression_data(call), {"w": jnp.full(3, float(call))}, batch_size=4, n_epochs=2,
-                               n_chains=2, progress_bar=False)
+                               regression_data(call), {"w": jnp.full(3, float(call))}, batch_size=4,
+                               n_epochs=2, n_chains=2, progress_bar=False)
         assert result.samples["w"].shape == (2, 20, 3)
     assert PROGRAMS.n_builds - builds == 1
 
 
-@pytest.mark.parametrize("sampler", [sgmcmc.SGLD(1e-3), sgmcmc.PSGLD(1e-3, correction=True), sgmcmc.SGHMC(1e-3),
-                                     sgmcmc.SGNHT(1e-3, variance_extra=0.1)], ids=["sgld", "psgld", "sghmc", "sgnht"])
+SAMPLERS = [sgmcmc.SGLD(1e-3), sgmcmc.PSGLD(1e-3, correction=True), sgmcmc.SGHMC(1e-3),
+            sgmcmc.SGNHT(1e-3, variance_extra=0.1)]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS, ids=["sgld", "psgld", "sghmc", "sgnht"])
 def test_resume_equals_one_long_run(sampler):
     # 10 minibatches per epoch and thinning 3: calls end mid-epoch, so the data order is carried too.
     data = regression_data(0)
     common = dict(batch_size=4, thinning=3, n_chains=2, progress_bar=False)
-    long = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, {"w": jnp.zeros(3)}, n_epochs=4,
-                         **common)
-    first = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, {"w": jnp.zeros(3)}, n_epochs=2,
-                          **common)
-    second = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, n_epochs=2, resume=first.state,
-                           **common)
+    init = {"w": jnp.zeros(3)}
+    long = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, init, n_epochs=4, **common)
+    first = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, init, n_epochs=2, **common)
+    second = sgmcmc.sample(jax.random.key(5), sampler, regression_log_joint, data, n_epochs=2,
+                           resume=first.state, **common)
     both = np.concatenate([first.samples["w"], second.samples["w"]], axis=1)
     np.testing.assert_array_equal(long.samples["w"], both)
 
@@ -95,8 +97,9 @@ def test_deprecated_names_warn_and_work():
     new = sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(1e-3), regression_log_joint, data, {"w": jnp.zeros(3)},
                         batch_size=4, n_epochs=1, n_warmup_epochs=1, thinning=2, progress_bar=False)
     with pytest.warns(DeprecationWarning, match="'n_burnin_epochs' is deprecated.*'n_warmup_epochs'"):
-        old = sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(1e-3), regression_log_joint, data, {"w": jnp.zeros(3)},
-                            batch_size=4, n_epochs=1, n_burnin_epochs=1, thin=2, show_progress=False)
+        old = sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(1e-3), regression_log_joint, data,
+                            {"w": jnp.zeros(3)}, batch_size=4, n_epochs=1, n_burnin_epochs=1, thin=2,
+                            show_progress=False)
     np.testing.assert_array_equal(new.samples["w"], old.samples["w"])
 
 
@@ -114,8 +117,8 @@ def test_update_refuses_a_log_joint_function():
 
 def _psgld_moments(correction, key, n_chains=64, n_warmup=5000, n_samples=25000):
     result = sgmcmc.sample(key, sgmcmc.PSGLD(0.005, decay=0.9, correction=correction), gaussian_log_joint,
-                           init={"z": jnp.zeros(2)}, n_samples=n_samples, n_warmup=n_warmup, n_chains=n_chains,
-                           progress_bar=False)
+                           init={"z": jnp.zeros(2)}, n_samples=n_samples, n_warmup=n_warmup,
+                           n_chains=n_chains, progress_bar=False)
     z = np.asarray(result.samples["z"], np.float64)
     # per-chain estimates of E[z z^T]: chains are independent, so their spread gives the standard error
     second = np.einsum("cti,ctj->cij", z, z) / z.shape[1]

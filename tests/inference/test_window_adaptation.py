@@ -45,11 +45,12 @@ def test_schedules_and_errors():
     with pytest.raises(ValueError, match="mass_schedule"):
         window_adaptation(nuts.build_kernel(), scaled_log_joint, 10, mass_schedule="stan")
     with pytest.raises(ValueError, match="diagonal only"):
-        window_adaptation(nuts.build_kernel(), scaled_log_joint, 10, mass_schedule="exponential", dense_mass=True)
+        window_adaptation(nuts.build_kernel(), scaled_log_joint, 10, mass_schedule="exponential",
+                          dense_mass=True)
 
 
-@pytest.mark.parametrize("sampler", [inference.HMC(0.1, 5, adaptation="window"), inference.NUTS(), inference.ChEES()],
-                         ids=["hmc", "nuts", "chees"])
+@pytest.mark.parametrize("sampler", [inference.HMC(0.1, 5, adaptation="window"), inference.NUTS(),
+                                     inference.ChEES()], ids=["hmc", "nuts", "chees"])
 def test_warmup_and_sampling_share_one_kernel(sampler):
     # The whole run's program holds the log-joint (which calls sin once) in exactly three places:
     # the initial gradient, the one trajectory loop used by warmup and sampling alike, and the
@@ -64,6 +65,6 @@ def test_warmup_and_sampling_share_one_kernel(sampler):
 
 def test_short_warmup_warning_for_nuts_too():
     with pytest.warns(UserWarning, match="n_warmup=40 is shorter than the 150") as record:
-        inference.NUTS().run(jax.random.key(0), lambda x: -0.5 * jnp.sum(x ** 2), jnp.zeros((2, 2)), n_samples=5,
-                             n_warmup=40)
+        inference.NUTS().run(jax.random.key(0), lambda x: -0.5 * jnp.sum(x ** 2), jnp.zeros((2, 2)),
+                             n_samples=5, n_warmup=40)
     assert record[0].filename == __file__

@@ -76,7 +76,8 @@ def test_driver_samples_the_conjugate_posterior():
 
     # full batches (exact gradients; the driver still permutes and slices), thin 2
     result = sample(jax.random.key(2), SGLD(0.002), model_fn, {"x": x, "y": y}, {"w": jnp.asarray(mean)},
-                    batch_size=20, n_epochs=400, n_warmup_epochs=40, thinning=2, n_chains=64, progress_bar=False)
+                    batch_size=20, n_epochs=400, n_warmup_epochs=40, thinning=2, n_chains=64,
+                    progress_bar=False)
     w = result.samples["w"]
     # one batch per epoch and thin 2: each call runs 2 steps and keeps 1 sample
     assert w.shape == (64, 400, 2) and result.info.learning_rate.shape == (64, 400)
