@@ -16,10 +16,13 @@ SCRIPT = textwrap.dedent("""
     key, init = jax.random.key(0), jnp.zeros((8, 3))
     samples, info = hmc.run(key, log_joint, init, n_samples=30, n_warmup=20)
     assert len(samples.sharding.device_set) == 4, samples.sharding
-    # the same program on one device gives the same numbers
+    # the same program on one device gives the same numbers, up to float32 round-off: the chains'
+    # arithmetic is per chain, but XLA vectorises exp/log over 2 chains per device differently from
+    # 8 on one, so the adapted step sizes differ in the last bits (~1e-5 relative, measured) and the
+    # draws by < 1e-3 after 50 transitions; a chain that mixed another chain's numbers would be off by O(1)
     single, _ = hmc.build_run(log_joint, 30, 20)(jax.random.split(key, 8), init)
     assert len(single.sharding.device_set) == 1
-    np.testing.assert_allclose(np.asarray(samples), np.asarray(single), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(samples), np.asarray(single), rtol=1e-3, atol=1e-3)
     print("OK", samples.shape)
 """)
 
