@@ -158,6 +158,8 @@ class HMCFamily:
         summary = dsl.latent_summary(meta_bn, observed, static, key_trace)
         init = dict(init or {})
         n_chains = self._n_chains_for_sample(summary, init, n_chains, resume)
+        # arrays in the latent's dtype, so that a new starting value (even a Python number) is traced
+        init = {name: jnp.asarray(value, summary[name].dtype) for name, value in init.items()}
         init_arrays, init_static = split_static(init)
         dtype = jnp.result_type(*[s.dtype for s in summary.values()])
         sizes = (n_chains, n_samples, n_warmup, thinning, bool(progress_bar))

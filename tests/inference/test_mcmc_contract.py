@@ -240,3 +240,12 @@ def test_run_on_a_plain_log_joint_reuses_its_program():
         inference.NUTS().run(jax.random.key(seed), log_joint, jnp.zeros((2, 3)) + seed, n_samples=5,
                              n_warmup=5)
     assert PROGRAMS.n_builds - builds == 1
+
+
+def test_new_starting_values_reuse_the_program():
+    # init values, even Python numbers, are traced: another start compiles nothing
+    x, y = data(0)
+    builds = PROGRAMS.n_builds
+    for start in [0.5, 1.0, 2.0]:
+        run(samplers()["nuts"], jax.random.key(0), x, y, init={"noise": start})
+    assert PROGRAMS.n_builds - builds == 1
