@@ -42,7 +42,8 @@ from inference.hmc.driver import ChainWarmup, Tuned
 from inference.hmc.kernel import HMCState, transition
 from inference.hmc.window import clip_step_size
 
-__all__ = ["ChEES", "ChEESInfo", "ChEESAdaptationState", "build_kernel", "chees_adaptation", "halton"]
+__all__ = ["ChEES", "ChEESInfo", "ChEESAdaptationState", "build_kernel", "chees_adaptation", "chees_gradient",
+           "halton", "n_leapfrogs_at"]
 
 _LOG_UPDATE_CLIP = 0.35   # at most a factor e^0.35 ~ 1.4 per iteration (TFP's reference implementation)
 
