@@ -11,6 +11,8 @@ interleaved in one process, medians reported:
   second call (the first compiles; the second reuses the program), warmup included.
 - `numpyro_mcmc`: NumPyro `MCMC(NUTS(model)).run(...)`, its second call (`jit_model_args=True`,
   `chain_method="vectorized"`), warmup included. (It re-compiles on every call, seconds each.)
+- `ppl_run`: `inference.NUTS().run(key, log_density, init, ...)` on the same flat log-density as
+  the next two (the samplers compared on an identical density; `flat_ratio_*`).
 - `numpyro_compiled`: NumPyro's NUTS kernel with its own warmup in one jitted function on the flat
   log-density (no per-call compilation): the stronger NumPyro baseline. `ratio_vs_numpyro` is
   against the better of the two.
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -106,7 +109,7 @@ def _eight_schools() -> Target:
         theta_tilde = numpyro.sample("theta_tilde", dist.Normal(jnp.zeros(8), 1.0).to_event(1))
         numpyro.sample("y", dist.Normal(mu + tau * theta_tilde, sigma).to_event(1), obs=y)
 
-    def log_density(z):   # [mu, log tau, theta_tilde (8)], the Jacobian of tau = exp(u) included
+    def log_density(z):   # [mu, log tau, theta_tilde (8)] (ravel_pytree's order), Jacobian included
         mu, log_tau, theta = z[0], z[1], z[2:]
         tau = jnp.exp(log_tau)
         return (dist.Normal(0.0, 5.0).log_prob(mu) + dist.HalfCauchy(5.0).log_prob(tau) + log_tau
@@ -158,8 +161,8 @@ def _radon() -> Target:
         sigma_y = numpyro.sample("sigma_y", dist.HalfNormal(5.0))
         numpyro.sample("y", dist.Normal(a[county] + b * floor, sigma_y).to_event(1), obs=y)
 
-    def log_density(z):   # [mu_a, log sigma_a, a (85), b, log sigma_y]
-        mu_a, log_sa, a, b, log_sy = z[0], z[1], z[2:2 + N_COUNTIES], z[-2], z[-1]
+    def log_density(z):   # [a (85), b, mu_a, log sigma_a, log sigma_y]: the order of ravel_pytree
+        a, b, mu_a, log_sa, log_sy = z[:N_COUNTIES], z[-4], z[-3], z[-2], z[-1]
         sigma_a, sigma_y = jnp.exp(log_sa), jnp.exp(log_sy)
         return (dist.Normal(0.0, 10.0).log_prob(mu_a) + dist.HalfNormal(5.0).log_prob(sigma_a) + log_sa
                 + jnp.sum(dist.Normal(mu_a, sigma_a).log_prob(a)) + dist.Normal(0.0, 10.0).log_prob(b)
@@ -220,6 +223,19 @@ def ppl_sample(target, n_chains, n_warmup, n_samples, sampler=None) -> Run:
     return _timed_first(call)
 
 
+def ppl_run(target, n_chains, n_warmup, n_samples) -> Run:
+    """`inference.NUTS().run` on the flat log-density the other libraries' contenders use (same start
+    distribution, uniform in [-2, 2]): the sampler compared on an identical density."""
+    sampler = inference.NUTS()
+
+    def call(seed):
+        key_init, key_run = jax.random.split(jax.random.key(seed))
+        init = jax.random.uniform(key_init, (n_chains, target.dim), minval=-2.0, maxval=2.0)
+        result = sampler.run(key_run, target.log_density, init, n_samples=n_samples, n_warmup=n_warmup)
+        return result.samples, result.info.n_leapfrogs
+    return _timed_first(call)
+
+
 def numpyro_mcmc(target, n_chains, n_warmup, n_samples) -> Run:
     from numpyro.infer import MCMC, NUTS
 
@@ -276,12 +292,12 @@ def blackjax_user(target, n_chains, n_warmup, n_samples) -> Run:
     return _timed_first(lambda seed: run(jax.random.key(seed)))
 
 
-def kernels(target, n_chains, n_samples, step_size, inverse_mass) -> dict[str, Run]:
-    """Each library's NUTS transition alone, same start, step size and diagonal inverse mass."""
+def kernels(target, n_chains, n_samples, step_size, inverse_mass, start) -> dict[str, Run]:
+    """Each library's NUTS transition alone, same start (`[n_chains, d]`, in the posterior), step size
+    and diagonal inverse mass."""
     import blackjax
     from numpyro.infer.hmc import hmc
 
-    start = jnp.zeros((n_chains, target.dim)) + 0.1
     ours = inference.hmc.nuts.build_kernel()
     init_numpyro, sample_numpyro = hmc(potential_fn=lambda z: -target.log_density(z), algo="NUTS")
     blackjax_nuts = blackjax.nuts(target.log_density, step_size, inverse_mass)
@@ -357,18 +373,24 @@ def compare(runs: dict[str, Run], reps: int) -> dict:
 
 def benchmark_target(target: Target, n_chains: int, n_warmup: int, n_samples: int, reps: int) -> dict:
     runs = {"ppl_sample": ppl_sample(target, n_chains, n_warmup, n_samples),
+            "ppl_run": ppl_run(target, n_chains, n_warmup, n_samples),
             "numpyro_mcmc": numpyro_mcmc(target, n_chains, n_warmup, n_samples),
             "numpyro_compiled": numpyro_compiled(target, n_chains, n_warmup, n_samples),
             "blackjax_user": blackjax_user(target, n_chains, n_warmup, n_samples)}
+    # the kernels start where a warmup ended (in the posterior) with chain 0's step size and mass
     tuned = inference.NUTS().sample(jax.random.key(99), target.meta_bn, target.observed, n_samples=1,
-                                    n_warmup=n_warmup, n_chains=1).state
-    runs |= kernels(target, n_chains, n_samples, float(tuned.step_size[0]), tuned.inverse_mass_matrix[0])
+                                    n_warmup=n_warmup, n_chains=n_chains).state
+    start = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(tuned.position)
+    step_size, inverse_mass = float(tuned.step_size[0]), tuned.inverse_mass_matrix[0]
+    runs |= kernels(target, n_chains, n_samples, step_size, inverse_mass, start)
     result = compare(runs, reps)
     eps = {name: row["ess_per_second"] for name, row in result.items()}
     return {"target": target.name, "dim": target.dim, "n_chains": n_chains, "n_warmup": n_warmup,
             "n_samples": n_samples, "contenders": result,
             "ratio_vs_numpyro": eps["ppl_sample"] / max(eps["numpyro_mcmc"], eps["numpyro_compiled"]),
             "ratio_vs_numpyro_mcmc_run": eps["ppl_sample"] / eps["numpyro_mcmc"],
+            "flat_ratio_vs_numpyro_compiled": eps["ppl_run"] / eps["numpyro_compiled"],
+            "flat_ratio_vs_blackjax": eps["ppl_run"] / eps["blackjax_user"],
             "ratio_vs_blackjax": eps["ppl_sample"] / eps["blackjax_user"],
             "kernel_ratio_vs_numpyro": eps["ppl_kernel"] / eps["numpyro_kernel"],
             "kernel_ratio_vs_blackjax": eps["ppl_kernel"] / eps["blackjax_kernel"]}
