@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Hashable, Mapping, NamedTuple
 
@@ -47,7 +48,8 @@ class ModelStatic(NamedTuple):
 
     Attributes:
       builder: the model builder function.
-      log_joint: the `meta_bn.log_joint` override (or None).
+      template: a copy of the `MetaBayesianNet` without its arguments: everything else it holds (the
+        `log_joint` override, observation-check settings, ...) is kept and enters `key`.
       arguments: the static part of the builder's `(args, kwargs)`.
       observed: the static part of `observed`.
       n_argument_arrays: how many of the traced arrays are builder arguments (the rest: observed).
@@ -55,7 +57,7 @@ class ModelStatic(NamedTuple):
     """
 
     builder: Any
-    log_joint: Any
+    template: Any
     arguments: Static
     observed: Static
     n_argument_arrays: int
@@ -63,10 +65,18 @@ class ModelStatic(NamedTuple):
 
 
 def _parts(meta_bn):
+    """`(builder, args, kwargs, template)`: the template is a shallow copy without the arguments."""
     if not isinstance(meta_bn, ppl.MetaBayesianNet):
         raise TypeError(f"expected a ppl.MetaBayesianNet (a builder decorated with @ppl.meta_bayesian_net, "
                         f"called with its arguments), got {type(meta_bn).__name__}")
-    return meta_bn._builder, meta_bn._args, meta_bn._kwargs, meta_bn.log_joint
+    template = copy.copy(meta_bn)
+    template._args, template._kwargs = (), {}
+    return meta_bn._builder, meta_bn._args, meta_bn._kwargs, template
+
+
+def _template_key(template):
+    """The template's attributes (builder, overrides, settings) as a cache key."""
+    return tuple((name, static_key(value)) for name, value in sorted(vars(template).items()))
 
 
 def split_model(meta_bn, observed: Mapping[str, Any], trace_arguments: bool | None = None
@@ -82,15 +92,15 @@ def split_model(meta_bn, observed: Mapping[str, Any], trace_arguments: bool | No
     Raises:
       TypeError: `meta_bn` is not a `ppl.MetaBayesianNet`.
     """
-    builder, args, kwargs, override = _parts(meta_bn)
+    builder, args, kwargs, template = _parts(meta_bn)
     builder_key = static_key(builder)
     trace_args = builder_key not in _CONCRETE_BUILDERS if trace_arguments is None else trace_arguments
     observed = {name: value if _is_arraylike(value) else jnp.asarray(value)
                 for name, value in observed.items()}
     arg_arrays, arg_static = split_static((args, kwargs), trace_arrays=trace_args)
     obs_arrays, obs_static = split_static(observed)
-    key = (builder_key, static_key(override), arg_static.key, obs_static.key)
-    return [*arg_arrays, *obs_arrays], ModelStatic(builder, override, arg_static, obs_static, len(arg_arrays),
+    key = (builder_key, _template_key(template), arg_static.key, obs_static.key)
+    return [*arg_arrays, *obs_arrays], ModelStatic(builder, template, arg_static, obs_static, len(arg_arrays),
                                                    key)
 
 
@@ -103,8 +113,8 @@ def rebuild_model(static: ModelStatic, arrays) -> tuple[Any, dict]:
     n = static.n_argument_arrays
     args, kwargs = rebuild(static.arguments, arrays[:n])
     observed = rebuild(static.observed, arrays[n:])
-    meta_bn = ppl.MetaBayesianNet(static.builder, args, kwargs)
-    meta_bn.log_joint = static.log_joint
+    meta_bn = copy.copy(static.template)
+    meta_bn._args, meta_bn._kwargs = tuple(args), dict(kwargs)
     return meta_bn, observed
 
 
