@@ -138,7 +138,9 @@ def _restore_args(like: Any):
 
 def _checkpointer():
     ocp = _ocp()
-    return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    handler = ocp.CompositeCheckpointHandler(pytree=ocp.StandardCheckpointHandler(),
+                                             meta=ocp.JsonCheckpointHandler())
+    return ocp.Checkpointer(handler)
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
