@@ -12,6 +12,7 @@ from inference.iw_objective import ImportanceWeightedObjective, importance_weigh
 from inference.klpq import InclusiveKLObjective, klpq
 from inference.log_joint import LatentSpec, LogJointModel, latent_specs, log_joint_fn, make_log_joint
 from inference.objective import VariationalObjective
+from inference.predictive import predictive
 from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, SGMCMCResult, scaled_log_joint
 from inference.train import TrainResult, fit
 from inference.train_data import shard_data
@@ -26,6 +27,7 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_metadata",
     "make_step",
+    "predictive",
     "save_checkpoint",
     "shard_data",
     "PSGLD",
