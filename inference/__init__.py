@@ -2,8 +2,9 @@
 
 from inference import estimators, flows, hmc, sgmcmc
 from inference.ais import AIS, AISResult
+from inference.arviz_export import log_likelihood, to_arviz
 from inference.checkpoint import load_checkpoint, load_checkpoint_metadata, save_checkpoint
-from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
+from inference.diagnostics import effective_sample_size, print_summary, rhat, summary
 from inference.elbo import EvidenceLowerBoundObjective, elbo
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
 from inference.hmc import HMC, HMCSampleInfo
@@ -25,6 +26,7 @@ __all__ = [
     "batch_indices",
     "fit",
     "load_checkpoint",
+    "log_likelihood",
     "load_checkpoint_metadata",
     "make_step",
     "predictive",

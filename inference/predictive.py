@@ -75,7 +75,8 @@ def node_kinds(meta_bn: MetaBayesianNet, observed: Mapping[str, Any], key: jax.A
     return {name: (kinds[name], tuple(s.shape), s.dtype) for name, s in shapes.items()}
 
 
-def _check_samples(samples: Mapping[str, Any], kinds: dict, observed: Mapping[str, Any]) -> tuple[dict, tuple]:
+def _check_samples(samples: Mapping[str, Any], kinds: dict,
+                   observed: Mapping[str, Any]) -> tuple[dict, tuple]:
     """Samples as arrays, and their shared leading draw axes (`[n_samples]` or `[n_chains, n_samples]`)."""
     samples = {name: jnp.asarray(value) for name, value in samples.items()}
     lead = None
@@ -83,17 +84,20 @@ def _check_samples(samples: Mapping[str, Any], kinds: dict, observed: Mapping[st
         if name in observed:
             raise ValueError(f"node {name!r} is given both in observed and in samples")
         if name not in kinds:
-            raise ValueError(f"samples has {name!r}, but the model has no such node; its nodes are {list(kinds)}")
+            raise ValueError(f"samples has {name!r}, but the model has no such node; its nodes are "
+                             f"{list(kinds)}")
         kind, shape, _ = kinds[name]
         if kind != "latent":
-            raise ValueError(f"samples[{name!r}]: node {name!r} is {kind}; samples give latent stochastic nodes")
+            raise ValueError(f"samples[{name!r}]: node {name!r} is {kind}; samples give latent stochastic "
+                             "nodes")
         n_lead = value.ndim - len(shape)
         if n_lead not in (1, 2) or tuple(value.shape[n_lead:]) != shape:
-            raise ValueError(f"samples[{name!r}] has shape {value.shape}; expected [n_samples, *{list(shape)}] "
-                             f"or [n_chains, n_samples, *{list(shape)}] (node {name!r} has shape {shape})")
+            raise ValueError(f"samples[{name!r}] has shape {value.shape}; expected [n_samples, "
+                             f"*{list(shape)}] or [n_chains, n_samples, *{list(shape)}] (node {name!r} has "
+                             f"shape {shape})")
         if lead is not None and tuple(value.shape[:n_lead]) != lead:
-            raise ValueError(f"samples[{name!r}] has leading draw axes {value.shape[:n_lead]}, but other nodes "
-                             f"have {lead}; every node needs the same [n_chains, n_samples] axes")
+            raise ValueError(f"samples[{name!r}] has leading draw axes {value.shape[:n_lead]}, but other "
+                             f"nodes have {lead}; every node needs the same [n_chains, n_samples] axes")
         lead = tuple(value.shape[:n_lead])
     if lead is None:
         raise ValueError("samples is empty; give posterior draws of at least one latent node")

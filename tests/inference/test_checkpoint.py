@@ -47,8 +47,8 @@ def mixed_tree():
     params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3, jnp.bfloat16)}
     return {"params": params, "opt_state": optax.adam(1e-3).init(params),
             "inner": Inner(jnp.array([1.5, -2.0]), np.array([True, False])), "key": jax.random.key(7),
-            "raw_key": jax.random.PRNGKey(3), "count": np.int64(5), "empty": jnp.zeros((0, 4)), "nothing": None,
-            "scalar": 2.5}
+            "raw_key": jax.random.PRNGKey(3), "count": np.int64(5), "empty": jnp.zeros((0, 4)),
+            "nothing": None, "scalar": 2.5}
 
 
 def test_round_trip_restores_structure_dtypes_and_values(tmp_path):
@@ -57,7 +57,8 @@ def test_round_trip_restores_structure_dtypes_and_values(tmp_path):
     assert path == (tmp_path / "ckpt").absolute() and sorted(os.listdir(tmp_path)) == ["ckpt"]
     like = jax.tree.map(other_values, mixed_tree())
     restored = inference.load_checkpoint(path, like=like)
-    assert isinstance(restored["inner"], Inner) and isinstance(restored["opt_state"][0], optax.ScaleByAdamState)
+    assert isinstance(restored["inner"], Inner)
+    assert isinstance(restored["opt_state"][0], optax.ScaleByAdamState)
     assert restored["nothing"] is None and restored["empty"].shape == (0, 4)
     assert restored["params"]["b"].dtype == jnp.bfloat16
     assert jax.dtypes.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
@@ -92,7 +93,8 @@ def test_like_mismatch_names_the_leaf_and_shapes(tmp_path):
     with pytest.raises(ValueError, match=r"leaf 'a' is float32\[3\] in the checkpoint but float32\[4\]"):
         inference.load_checkpoint(tmp_path / "c", like={"a": jnp.zeros(4), "b": jnp.zeros(2)})
     with pytest.raises(ValueError, match=r"only in `like`: \['c'\]"):
-        inference.load_checkpoint(tmp_path / "c", like={"a": jnp.zeros(3), "b": jnp.zeros(2), "c": jnp.zeros(1)})
+        inference.load_checkpoint(tmp_path / "c", like={"a": jnp.zeros(3), "b": jnp.zeros(2),
+                                                        "c": jnp.zeros(1)})
     with pytest.raises(ValueError, match=r"leaf 'b' is float32\[2\] in the checkpoint but int32\[2\]"):
         inference.load_checkpoint(tmp_path / "c", like={"a": jnp.zeros(3), "b": jnp.zeros(2, jnp.int32)})
 
@@ -107,7 +109,7 @@ def test_existing_path_is_refused_unless_overwrite(tmp_path):
 
 
 def test_bad_leaf_writes_nothing_and_missing_checkpoint_is_named(tmp_path):
-    with pytest.raises(TypeError, match=r"leaf 'f' is a builtin_function_or_method; a checkpoint holds arrays"):
+    with pytest.raises(TypeError, match=r"leaf 'f' is a builtin_function_or_method; a checkpoint holds"):
         inference.save_checkpoint(tmp_path / "c", {"a": jnp.zeros(2), "f": len})
     assert not os.listdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
@@ -159,8 +161,9 @@ def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(tmp_path, row
         np.testing.assert_array_equal(resumed.history[name], straight.history[name])
     assert tree_equal(resumed.key, straight.key)
     assert sorted(os.listdir(tmp_path)) == ["4", "5"]         # max_to_keep=2
-    saved = inference.load_checkpoint(tmp_path, like={"params": straight.params, "opt_state": straight.opt_state,
-                                                      "state": straight.state, "key": jax.random.key(0)})
+    like = {"params": straight.params, "opt_state": straight.opt_state, "state": straight.state,
+            "key": jax.random.key(0)}
+    saved = inference.load_checkpoint(tmp_path, like=like)
     assert tree_equal(saved["params"], straight.params)
     assert inference.load_checkpoint_metadata(tmp_path)["epoch"] == 5
 
@@ -177,7 +180,7 @@ def test_resume_of_a_finished_run_returns_it_and_a_longer_run_continues(tmp_path
 
 def test_checkpoint_directory_rules(tmp_path, rows):
     kwargs = dict(n_epochs=1, batch_size=8, state=STATE, progress_bar=False)
-    fresh = inference.fit(*fit_args(rows), **kwargs, checkpoint_dir=tmp_path / "a", resume=True)  # nothing yet
+    fresh = inference.fit(*fit_args(rows), **kwargs, checkpoint_dir=tmp_path / "a", resume=True)  # none yet
     assert latest_checkpoint(tmp_path / "a").name == "1"
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
         inference.fit(*fit_args(rows), **kwargs, checkpoint_dir=tmp_path / "a")

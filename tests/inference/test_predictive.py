@@ -55,7 +55,8 @@ def test_chunks_give_the_same_draws_and_flat_samples_work(posterior):
     _, _, samples = posterior
     model = build_new_points(2)
     whole = inference.predictive(jax.random.key(4), model, samples=samples, return_nodes="x")
-    chunked = inference.predictive(jax.random.key(4), model, samples=samples, return_nodes=["x"], chunk_size=777)
+    chunked = inference.predictive(jax.random.key(4), model, samples=samples, return_nodes=["x"],
+                                   chunk_size=777)
     np.testing.assert_array_equal(whole["x"], chunked["x"])
     flat = inference.predictive(jax.random.key(4), model, samples={"mu": samples["mu"].reshape(-1)},
                                 return_nodes="x")
@@ -82,7 +83,8 @@ def test_variational_and_prior_predictive(posterior):
     assert_normal(draws["x"], mean, std**2 + tm.NOISE_STD**2)
     prior = inference.predictive(jax.random.key(7), build_new_points(1), n_samples=8000, chunk_size=1000)
     assert_normal(prior["mu"], 0.0, tm.PRIOR_STD**2)
-    conditioned = inference.predictive(jax.random.key(8), build_new_points(2), {"x": jnp.zeros(2)}, n_samples=5)
+    conditioned = inference.predictive(jax.random.key(8), build_new_points(2), {"x": jnp.zeros(2)},
+                                       n_samples=5)
     assert set(conditioned) == {"mu", "mu_squared"}                          # observed x is not redrawn
 
 
@@ -92,7 +94,8 @@ def test_mcmc_result_objects_are_accepted(posterior):
     class Result:                                       # anything with .samples, as MCMCResult has
         def __init__(self, samples):
             self.samples = samples
-    draws = inference.predictive(jax.random.key(3), build_new_points(1), samples=Result(samples), return_nodes="x")
+    draws = inference.predictive(jax.random.key(3), build_new_points(1), samples=Result(samples),
+                                 return_nodes="x")
     assert draws["x"].shape == (4, 2000, 1)
 
 
