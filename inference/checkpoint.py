@@ -29,6 +29,8 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from ppl.nn import leaf_name as _leaf_name
+
 __all__ = ["TrainCheckpoints", "latest_checkpoint", "load_checkpoint", "load_checkpoint_metadata",
            "save_checkpoint"]
 
@@ -43,19 +45,6 @@ def _ocp():
         raise ImportError("checkpoints need orbax-checkpoint, an optional dependency: "
                           "pip install orbax-checkpoint (or ppl-jax[checkpoint])") from error
     return ocp
-
-
-def _leaf_name(path) -> str:
-    """A key path as dot-joined names, the same for a NamedTuple field and a dict key."""
-    parts = []
-    for entry in path:
-        for attribute in ("key", "name", "idx"):
-            if hasattr(entry, attribute):
-                parts.append(str(getattr(entry, attribute)))
-                break
-        else:
-            parts.append(str(entry))
-    return ".".join(parts)
 
 
 def _encode(pytree: Any) -> tuple[Any, dict]:
