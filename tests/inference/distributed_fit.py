@@ -1,0 +1,88 @@
+"""Runs one small `fit` on one device, on 4 forced host devices, or as one of 2 processes.
+
+Used by `test_train_sharding.py` in subprocesses, because the device count (XLA_FLAGS) and
+`jax.distributed` must be set before JAX starts:
+
+  python -m tests.inference.distributed_fit single OUT
+  python -m tests.inference.distributed_fit mesh OUT              (with 4 forced host devices)
+  python -m tests.inference.distributed_fit process OUT PORT ID   (2 processes x 2 devices)
+
+Each writes the trained parameters and the cost history to OUT (an .npz; process 0 only).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+N, BATCH = 64, 16
+
+
+def data():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 3)).astype(np.float32)
+    y = (np.sin(x @ np.array([1.0, -2.0, 0.5])) + 0.1 * rng.normal(size=N)).astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def loss_fn(params, key, batch, state):
+    import jax
+    import jax.numpy as jnp
+    hidden = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
+    noise = 0.01 * jax.random.normal(key, batch["y"].shape)          # key use must not depend on sharding
+    cost = jnp.mean((hidden @ params["w2"] - batch["y"] + noise) ** 2)
+    return cost, (state, {"noise": jnp.mean(noise)})
+
+
+def run(rows, mesh):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import inference
+    keys = jax.random.split(jax.random.key(0), 3)
+    params = {"w1": jax.random.normal(keys[0], (3, 8)), "b1": jnp.zeros(8), "w2": jax.random.normal(keys[1], (8,))}
+    return inference.fit(keys[2], loss_fn, params, optax.adam(0.05), rows, n_epochs=3, batch_size=BATCH,
+                         mesh=mesh, progress_bar=False)
+
+
+def save(out, result):
+    import numpy as np
+
+    import inference.train_data as train_data
+    params = train_data.to_host(result.params)
+    np.savez(out, cost=result.history["cost"], noise=result.history["noise"], **params)
+
+
+def main(argv):
+    mode, out = argv[0], argv[1]
+    if mode == "process":
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax
+    import numpy as np
+    if mode == "process":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{argv[2]}", num_processes=2,
+                                   process_id=int(argv[3]))
+    import inference
+    rows = data()
+    if mode == "single":
+        result = run(rows, None)
+    else:
+        mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+        assert mesh.shape["data"] == 4, jax.devices()
+        if mode == "process":                  # each process loads only its own half of the rows
+            half = N // jax.process_count()
+            start = jax.process_index() * half
+            rows = inference.shard_data({k: v[start:start + half] for k, v in rows.items()}, mesh)
+        result = run(rows, mesh)
+        assert len(result.params["w1"].sharding.device_set) == 4, result.params["w1"].sharding
+        assert result.params["w1"].sharding.is_fully_replicated
+    if jax.process_index() == 0:
+        save(out, result)
+    print("OK", mode, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
