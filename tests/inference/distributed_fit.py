@@ -42,7 +42,8 @@ def run(rows, mesh):
 
     import inference
     keys = jax.random.split(jax.random.key(0), 3)
-    params = {"w1": jax.random.normal(keys[0], (3, 8)), "b1": jnp.zeros(8), "w2": jax.random.normal(keys[1], (8,))}
+    params = {"w1": jax.random.normal(keys[0], (3, 8)), "b1": jnp.zeros(8),
+              "w2": jax.random.normal(keys[1], (8,))}
     return inference.fit(keys[2], loss_fn, params, optax.adam(0.05), rows, n_epochs=3, batch_size=BATCH,
                          mesh=mesh, progress_bar=False)
 
