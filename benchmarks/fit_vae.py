@@ -149,8 +149,9 @@ def _report(first_call, per_epoch, costs, args, n_train) -> str:
     now = datetime.datetime.now(datetime.timezone.utc)
     header = (f"Measured {now:%Y-%m-%d %H:%M} UTC on {platform.machine()} "
               f"({os.cpu_count()} CPU cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}), jax "
-              f"{jax.__version__}, backend {jax.default_backend()}; {args.dataset}, {n_train} training digits "
-              f"({n_train // BATCH} steps per epoch), {args.rounds} rounds x {args.epochs_per_round} epochs.")
+              f"{jax.__version__}, backend {jax.default_backend()}; {args.dataset}, {n_train} training "
+              f"digits ({n_train // BATCH} steps per epoch), {args.rounds} rounds x {args.epochs_per_round} "
+              "epochs.")
     return header + "\n\n" + "\n".join(lines)
 
 
