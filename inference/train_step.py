@@ -141,6 +141,14 @@ class ProgramSpec(NamedTuple):
     metric_dtypes: tuple     # ((name, dtype), ...)
 
 
+def _is_explicit(sharding) -> bool:
+    """Whether `sharding`'s "data" mesh axis is Explicit (`jax.make_mesh`'s default), not Auto."""
+    if sharding is None:
+        return False
+    axis_types = dict(zip(sharding.mesh.axis_names, sharding.mesh.axis_types, strict=True))
+    return axis_types["data"] == jax.sharding.AxisType.Explicit
+
+
 def _zero_infos(spec: ProgramSpec) -> StepInfo:
     metrics = {name: jnp.zeros(spec.n_steps, dtype) for name, dtype in spec.metric_dtypes}
     return StepInfo(jnp.zeros(spec.n_steps, spec.cost_dtype), metrics, jnp.zeros(spec.n_steps, bool))
@@ -176,13 +184,15 @@ def _make_epoch(spec: ProgramSpec):
                 return rows
             if spec.n_examples == spec.batch_size:
                 return data
+            if _is_explicit(spec.batch_sharding):   # sharding in types: the gather names its output sharding
+                return jax.tree.map(lambda a: a.at[rows].get(out_sharding=spec.batch_sharding), data)
             return jax.tree.map(lambda a: a[rows], data)
 
         def body(carry, x):
             train_state, sums, i = carry
             key, rows = x
             batch = batch_of(rows)
-            if spec.batch_sharding is not None:
+            if spec.batch_sharding is not None and not _is_explicit(spec.batch_sharding):
                 batch = jax.tree.map(lambda a: lax.with_sharding_constraint(a, spec.batch_sharding), batch)
             train_state, info = step(train_state, key, batch)
             if spec.report_every:

@@ -4,7 +4,8 @@ Used by `test_train_sharding.py` in subprocesses, because the device count (XLA_
 `jax.distributed` must be set before JAX starts:
 
   python -m tests.inference.distributed_fit single OUT
-  python -m tests.inference.distributed_fit mesh OUT              (with 4 forced host devices)
+  python -m tests.inference.distributed_fit mesh OUT              (4 forced host devices, Auto mesh axes)
+  python -m tests.inference.distributed_fit explicit OUT          (the same, jax.make_mesh: Explicit axes)
   python -m tests.inference.distributed_fit process OUT PORT ID   (2 processes x 2 devices)
 
 Each writes the trained parameters and the cost history to OUT (an .npz; process 0 only).
@@ -71,7 +72,10 @@ def main(argv):
     if mode == "single":
         result = run(rows, None)
     else:
-        mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+        if mode == "mesh":
+            mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+        else:                                  # jax.make_mesh: Explicit axes (sharding in types)
+            mesh = jax.make_mesh((jax.device_count(),), ("data",))
         assert mesh.shape["data"] == 4, jax.devices()
         if mode == "process":                  # each process loads only its own half of the rows
             half = N // jax.process_count()

@@ -48,8 +48,9 @@ def single(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_four_device_mesh_equals_single_device(single, tmp_path):
-    assert "OK mesh" in finish(run_mode("mesh", tmp_path / "mesh.npz", devices=4))
+@pytest.mark.parametrize("mode", ["mesh", "explicit"])
+def test_four_device_mesh_equals_single_device(single, tmp_path, mode):
+    assert f"OK {mode}" in finish(run_mode(mode, tmp_path / "mesh.npz", devices=4))
     assert_same_run(np.load(tmp_path / "mesh.npz"), single)
 
 
