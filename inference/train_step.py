@@ -163,6 +163,28 @@ def _running_sums(sums: tuple, info: StepInfo) -> tuple:
     return count + is_applied.astype(count.dtype), totals
 
 
+def _step_rows(spec: ProgramSpec, key_order: jax.Array, data: Any) -> Any:
+    """What the epoch's scan runs over besides the keys: stacked batches, or row indices."""
+    if spec.n_examples is None:                  # data are this epoch's stacked batches
+        return data
+    if spec.n_examples == spec.batch_size:       # full batch: every step sees the data as they are
+        return jnp.zeros(spec.n_steps, jnp.int32)
+    return batch_indices(key_order, spec.n_examples, spec.batch_size, spec.n_steps, spec.shuffle,
+                         spec.drop_remainder)
+
+
+def _batch_of(spec: ProgramSpec, rows: Any, data: Any) -> Any:
+    """The step's batch; with a mesh, split over its "data" axis."""
+    if spec.n_examples is not None and spec.n_examples == spec.batch_size:
+        return data
+    if spec.n_examples is not None and _is_explicit(spec.batch_sharding):  # the gather names its sharding
+        return jax.tree.map(lambda a: a.at[rows].get(out_sharding=spec.batch_sharding), data)
+    batch = rows if spec.n_examples is None else jax.tree.map(lambda a: a[rows], data)
+    if spec.batch_sharding is not None and not _is_explicit(spec.batch_sharding):
+        batch = jax.tree.map(lambda a: lax.with_sharding_constraint(a, spec.batch_sharding), batch)
+    return batch
+
+
 def _make_epoch(spec: ProgramSpec):
     step = make_step(spec.loss_fn, spec.optimizer)
     names = ["cost", *(name for name, _ in spec.metric_dtypes)]
@@ -170,31 +192,12 @@ def _make_epoch(spec: ProgramSpec):
 
     def epoch(train_state, key_epoch, data, first_step, bar_id):
         key_order, key_steps = jax.random.split(key_epoch)
-        keys = jax.random.split(key_steps, spec.n_steps)
-        if spec.n_examples is None:             # data are this epoch's stacked batches
-            xs = (keys, data)
-        elif spec.n_examples == spec.batch_size:  # full batch: every step sees the data as they are
-            xs = (keys, jnp.zeros(spec.n_steps, jnp.int32))
-        else:
-            xs = (keys, batch_indices(key_order, spec.n_examples, spec.batch_size, spec.n_steps,
-                                      spec.shuffle, spec.drop_remainder))
-
-        def batch_of(rows):
-            if spec.n_examples is None:
-                return rows
-            if spec.n_examples == spec.batch_size:
-                return data
-            if _is_explicit(spec.batch_sharding):   # sharding in types: the gather names its output sharding
-                return jax.tree.map(lambda a: a.at[rows].get(out_sharding=spec.batch_sharding), data)
-            return jax.tree.map(lambda a: a[rows], data)
+        xs = (jax.random.split(key_steps, spec.n_steps), _step_rows(spec, key_order, data))
 
         def body(carry, x):
             train_state, sums, i = carry
             key, rows = x
-            batch = batch_of(rows)
-            if spec.batch_sharding is not None and not _is_explicit(spec.batch_sharding):
-                batch = jax.tree.map(lambda a: lax.with_sharding_constraint(a, spec.batch_sharding), batch)
-            train_state, info = step(train_state, key, batch)
+            train_state, info = step(train_state, key, _batch_of(spec, rows, data))
             if spec.report_every:
                 sums = _running_sums(sums, info)
                 report_running(bar_id, first_step + i, sums, spec.report_every)
