@@ -53,7 +53,21 @@ def check_user_batches(rows, mesh):
         np.testing.assert_allclose(np.asarray(on_mesh[name]), np.asarray(alone[name]), rtol=1e-4, atol=1e-5)
 
 
-def run(rows, mesh):
+def check_resume_on_mesh(rows, mesh, straight):
+    """A run checkpointed on the mesh and resumed ends where the uninterrupted one does."""
+    import tempfile
+
+    import numpy as np
+    with tempfile.TemporaryDirectory() as directory:
+        run(rows, mesh, n_epochs=2, checkpoint_dir=directory)
+        resumed = run(rows, mesh, checkpoint_dir=directory, resume=True)
+    assert resumed.params["w1"].sharding.is_fully_replicated
+    for name in straight.params:
+        np.testing.assert_allclose(np.asarray(resumed.params[name]), np.asarray(straight.params[name]),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def run(rows, mesh, n_epochs=3, **kwargs):
     import jax
     import jax.numpy as jnp
 
@@ -62,8 +76,8 @@ def run(rows, mesh):
     params = {"w1": jax.random.normal(keys[0], (3, 8)), "b1": jnp.zeros(8),
               "w2": jax.random.normal(keys[1], (8,))}
     batch_size = BATCH if isinstance(rows, dict) else None
-    return inference.fit(keys[2], loss_fn, params, optimizer(), rows, n_epochs=3, batch_size=batch_size,
-                         mesh=mesh, progress_bar=False)
+    return inference.fit(keys[2], loss_fn, params, optimizer(), rows, n_epochs=n_epochs,
+                         batch_size=batch_size, mesh=mesh, progress_bar=False, **kwargs)
 
 
 def save(out, result):
@@ -101,6 +115,7 @@ def main(argv):
         result = run(rows, mesh)
         if mode != "process":
             check_user_batches(data(), mesh)
+            check_resume_on_mesh(rows, mesh, result)
         assert len(result.params["w1"].sharding.device_set) == 4, result.params["w1"].sharding
         assert result.params["w1"].sharding.is_fully_replicated
     if jax.process_index() == 0:
