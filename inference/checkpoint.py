@@ -244,7 +244,7 @@ def load_checkpoint(path: str | os.PathLike, like: Any = None) -> Any:
 
     Args:
       path: a checkpoint directory, or a `fit` `checkpoint_dir` (then its newest epoch is read: a
-        dict with "params", "opt_state", "state" and "key").
+        dict with "params", "opt_state", "state" and "key", the run's key as its uint32 key data).
       like: a pytree with the saved structure whose leaves give each array's shape, dtype and
         sharding (e.g. the freshly initialised parameters, or the state of a short run). Without it
         the structure comes back as nested dicts and lists (NamedTuples become dicts).

@@ -115,7 +115,7 @@ def _restore(path, like: dict) -> _Restored:
     finally:
         checkpointer.close()
     user = meta["user"]
-    if not np.array_equal(_key_data(tree["key"]), _key_data(like["key"])):
+    if not np.array_equal(tree["key"], like["key"]):
         warnings.warn(f"fit: resuming from {path} with the key it was started with, not the key passed now",
                       stacklevel=3)
     train_state = TrainState(tree["params"], tree["opt_state"], tree["state"])
@@ -124,9 +124,17 @@ def _restore(path, like: dict) -> _Restored:
 
 
 def _key_data(key) -> np.ndarray:
+    """The key's data on the host (stored so in checkpoints: every process holds the same key)."""
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
     return np.asarray(key)
+
+
+def _key_like(data: np.ndarray, key: jax.Array) -> jax.Array:
+    """Key data back as a key of `key`'s kind (typed, with its implementation, or raw uint32)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(jax.numpy.asarray(data), impl=jax.random.key_impl(key))
+    return jax.numpy.asarray(data)
 
 
 @functools.lru_cache(maxsize=16)
@@ -223,7 +231,7 @@ def _end_of_call(loop: _Loop, train_state: TrainState, epoch: int, records: list
     if loop.checkpoints is not None and (epoch % loop.checkpoint_every == 0 or epoch == loop.n_epochs
                                          or is_stopped):
         tree = {"params": train_state.params, "opt_state": train_state.opt_state,
-                "state": train_state.state, "key": loop.key}
+                "state": train_state.state, "key": _key_data(loop.key)}
         loop.checkpoints.save(epoch, tree, {"epoch": epoch, "is_stopped": is_stopped, "history": records})
     return is_stopped
 
@@ -334,10 +342,16 @@ def _fit(key, loss_fn, train_state, optimizer, data, n_epochs, batch_size, shuff
          steps_per_epoch, eval_fn, eval_every, callback_fn, checkpoints, checkpoint_every, resume_path, mesh,
          progress_bar) -> TrainResult:
     epoch, records = 0, []
+    replicated = batch_sharding = None
+    if mesh is not None:
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    train_state = train_data.put(train_state, replicated)     # restored onto the same placement
     if resume_path is not None:
         restored = _restore(resume_path, {"params": train_state.params, "opt_state": train_state.opt_state,
-                                          "state": train_state.state, "key": key})
-        train_state, key, epoch, records = restored[:4]
+                                          "state": train_state.state, "key": _key_data(key)})
+        train_state, epoch, records = restored.train_state, restored.epoch, restored.records
+        key = _key_like(restored.key, key)
         if restored.is_stopped or epoch >= n_epochs:
             return TrainResult(*train_state, _history(records), jax.random.split(key, 3)[2])
     source = train_data.prepare_data(data, batch_size, drop_remainder=drop_remainder,
@@ -345,11 +359,7 @@ def _fit(key, loss_fn, train_state, optimizer, data, n_epochs, batch_size, shuff
     key_epochs, key_eval, key_out = jax.random.split(key, 3)
     cost_dtype, metric_dtypes = check_loss_fn(loss_fn, train_state.params, key_epochs, source.batch_spec,
                                                train_state.state)
-    replicated = batch_sharding = None
-    if mesh is not None:
-        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    train_state, key_epochs = train_data.put((train_state, key_epochs), replicated)
+    key_epochs = train_data.put(key_epochs, replicated)
     periods = ([checkpoint_every] if checkpoints is not None else []) + \
         ([eval_every] if eval_fn is not None else []) + ([1] if callback_fn is not None else [])
     epochs_per_call = 1 if source.n_examples is None else _epochs_per_call(source.n_steps, periods)

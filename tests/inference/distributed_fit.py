@@ -53,14 +53,11 @@ def check_user_batches(rows, mesh):
         np.testing.assert_allclose(np.asarray(on_mesh[name]), np.asarray(alone[name]), rtol=1e-4, atol=1e-5)
 
 
-def check_resume_on_mesh(rows, mesh, straight):
-    """A run checkpointed on the mesh and resumed ends where the uninterrupted one does."""
-    import tempfile
-
+def check_resume_on_mesh(rows, mesh, straight, directory):
+    """A run checkpointed on the mesh (by every process) and resumed ends where the uninterrupted one does."""
     import numpy as np
-    with tempfile.TemporaryDirectory() as directory:
-        run(rows, mesh, n_epochs=2, checkpoint_dir=directory)
-        resumed = run(rows, mesh, checkpoint_dir=directory, resume=True)
+    run(rows, mesh, n_epochs=2, checkpoint_dir=directory)
+    resumed = run(rows, mesh, checkpoint_dir=directory, resume=True)
     assert resumed.params["w1"].sharding.is_fully_replicated
     for name in straight.params:
         np.testing.assert_allclose(np.asarray(resumed.params[name]), np.asarray(straight.params[name]),
@@ -115,7 +112,7 @@ def main(argv):
         result = run(rows, mesh)
         if mode != "process":
             check_user_batches(data(), mesh)
-            check_resume_on_mesh(rows, mesh, result)
+        check_resume_on_mesh(rows, mesh, result, out + ".checkpoints")
         assert len(result.params["w1"].sharding.device_set) == 4, result.params["w1"].sharding
         assert result.params["w1"].sharding.is_fully_replicated
     if jax.process_index() == 0:
