@@ -272,7 +272,8 @@ def fit(key: jax.Array, loss_fn: Callable, params: Any, optimizer: optax.Gradien
       batch_size: examples per step, in [1, N] (arrays only; other data give their own batches).
       state: the initial state of `loss_fn` (any pytree, or None).
       opt_state: the optimiser state to start from (default `optimizer.init(params)`).
-      shuffle: draw a new permutation of the examples every epoch (arrays only).
+      shuffle: draw a new permutation of the examples every epoch (arrays only; with
+        `batch_size == N` every step takes the whole data in its order).
       drop_remainder: with arrays, an epoch has `N // batch_size` steps and the `N mod batch_size`
         examples left at the end of the epoch's permutation wait for a later epoch; with False it
         has `ceil(N / batch_size)` steps and the last batch is completed with the first examples of
