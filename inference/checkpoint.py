@@ -294,6 +294,7 @@ class TrainCheckpoints:
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True,
                                                create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self.last_saved: int | None = None      # the epoch of this object's last save
 
     def latest_epoch(self) -> int | None:
         """The number of epochs of the newest complete checkpoint, or None."""
@@ -302,6 +303,7 @@ class TrainCheckpoints:
     def save(self, epoch: int, pytree: Any, metadata: Mapping[str, Any]) -> None:
         """Starts saving `pytree` and `metadata` as the checkpoint after `epoch` epochs."""
         self._manager.save(int(epoch), args=_composite_args(pytree, metadata), force=True)
+        self.last_saved = int(epoch)
 
     def restore(self, epoch: int, like: Any) -> tuple[Any, dict]:
         """`(pytree, metadata)` of the checkpoint after `epoch` epochs, with `like`'s structure."""

@@ -204,7 +204,9 @@ def _run_epochs(loop: _Loop, train_state: TrainState, epoch: int, records: list,
             n_active = _next_boundary(epoch, loop.n_epochs, loop.periods) - epoch
             n_active = min(n_active, loop.spec.epochs_per_call)
             data = loop.source.epoch_data(epoch)
-            if data is None:
+            if data is None:                    # an iterator ran out: keep what was trained
+                if loop.checkpoints is not None and epoch and loop.checkpoints.last_saved != epoch:
+                    _save(loop, train_state, epoch, records, is_stopped=False)
                 break
             start = time.perf_counter()
             train_state, infos = loop.program(train_state, loop.key_epochs, epoch, n_active, data, bar_id)
@@ -230,10 +232,14 @@ def _end_of_call(loop: _Loop, train_state: TrainState, epoch: int, records: list
         is_stopped = bool(loop.callback_fn(epoch, train_state.params, train_state.state, dict(record)))
     if loop.checkpoints is not None and (epoch % loop.checkpoint_every == 0 or epoch == loop.n_epochs
                                          or is_stopped):
-        tree = {"params": train_state.params, "opt_state": train_state.opt_state,
-                "state": train_state.state, "key": _key_data(loop.key)}
-        loop.checkpoints.save(epoch, tree, {"epoch": epoch, "is_stopped": is_stopped, "history": records})
+        _save(loop, train_state, epoch, records, is_stopped)
     return is_stopped
+
+
+def _save(loop: _Loop, train_state: TrainState, epoch: int, records: list, is_stopped: bool) -> None:
+    tree = {"params": train_state.params, "opt_state": train_state.opt_state, "state": train_state.state,
+            "key": _key_data(loop.key)}
+    loop.checkpoints.save(epoch, tree, {"epoch": epoch, "is_stopped": is_stopped, "history": records})
 
 
 def _warn_skipped(records: list, first: int) -> None:

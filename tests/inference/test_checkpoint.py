@@ -196,3 +196,11 @@ def test_checkpoint_directory_rules(tmp_path, rows):
     with pytest.warns(UserWarning, match="with the key it was started with"):
         other_key = inference.fit(jax.random.key(99), *fit_args(rows)[1:], **kwargs, resume=tmp_path / "a")
     assert tree_equal(other_key.params, fresh.params)
+
+
+def test_an_exhausted_iterator_keeps_its_last_epochs(tmp_path, rows):
+    batches = [rows[i:i + 10] for i in range(0, 50, 10)]
+    with pytest.warns(UserWarning, match="training stops after the last complete epoch"):
+        result = inference.fit(*fit_args(rows)[:4], iter(batches * 3), n_epochs=5, steps_per_epoch=5,
+                               state=STATE, checkpoint_dir=tmp_path, checkpoint_every=2, progress_bar=False)
+    assert result.history["cost"].shape == (3,) and latest_checkpoint(tmp_path).name == "3"
