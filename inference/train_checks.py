@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 import jax
@@ -20,12 +21,14 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
 
 
 def strong(tree: Any) -> Any:
-    """Leaves as arrays with strong dtypes (a weakly typed scan carry would change type)."""
+    """Leaves as jax arrays with strong dtypes (a weakly typed scan carry would change type).
+
+    Only weakly typed arrays are copied; host values are moved to the device.
+    """
     def strong(x):
-        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return x
-        x = x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
-        return jnp.array(x, dtype=x.dtype)
+        if isinstance(x, jax.Array):
+            return jnp.array(x, dtype=x.dtype) if x.weak_type else x
+        return jnp.asarray(np.asarray(x))
     return jax.tree.map(strong, tree)
 
 
@@ -41,11 +44,29 @@ def check_params(params: Any) -> None:
                             "e.g. with ppl.nn.split_module or equinox.partition)")
 
 
+def _spec(tree: Any) -> tuple:
+    """A hashable description of a pytree: its structure and each leaf's shape and dtype."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves)
+
+
+@functools.lru_cache(maxsize=64)
+def _abstract_outputs(loss_fn, params_spec, key_spec, batch_spec, state_spec):
+    """`jax.eval_shape` of `loss_fn` on the described arguments (cached: a later fit does not retrace)."""
+    args = [treedef.unflatten(leaves) for treedef, leaves in (params_spec, key_spec, batch_spec, state_spec)]
+    return jax.eval_shape(loss_fn, *args)
+
+
 def check_loss_fn(loss_fn, params, key, batch_spec, state) -> tuple[Any, tuple]:
-    """Runs `loss_fn` abstractly once; returns (cost dtype, ((metric name, dtype), ...))."""
+    """Runs `loss_fn` abstractly once; returns (cost dtype, ((metric name, dtype), ...)).
+
+    Raises:
+      TypeError, ValueError: the outputs are not `(cost, (state, metrics))` with a float scalar
+        cost, a state of the input state's structure, shapes and dtypes, and a dict of scalars.
+    """
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    out = jax.eval_shape(loss_fn, params, key, batch_spec, state)
+    out = _abstract_outputs(loss_fn, _spec(params), _spec(key), _spec(batch_spec), _spec(state))
     shape_of = lambda x: jax.tree.map(lambda a: (a.shape, str(a.dtype)), x)  # noqa: E731
     is_pair = lambda x: isinstance(x, tuple) and len(x) == 2  # noqa: E731
     if not (is_pair(out) and is_pair(out[1])):
