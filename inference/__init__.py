@@ -2,7 +2,9 @@
 
 from inference import estimators, flows, hmc, sgmcmc
 from inference.ais import AIS, AISResult
-from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
+from inference.arviz_export import log_likelihood, to_arviz
+from inference.checkpoint import load_checkpoint, load_checkpoint_metadata, save_checkpoint
+from inference.diagnostics import effective_sample_size, print_summary, rhat, summary
 from inference.elbo import EvidenceLowerBoundObjective, elbo
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
 from inference.hmc import HMC, HMCSampleInfo
@@ -11,9 +13,25 @@ from inference.iw_objective import ImportanceWeightedObjective, importance_weigh
 from inference.klpq import InclusiveKLObjective, klpq
 from inference.log_joint import LatentSpec, LogJointModel, latent_specs, log_joint_fn, make_log_joint
 from inference.objective import VariationalObjective
+from inference.predictive import predictive
 from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, SGMCMCResult, scaled_log_joint
+from inference.train import TrainResult, fit
+from inference.train_data import shard_data
+from inference.train_step import StepInfo, TrainState, batch_indices, make_step
 
 __all__ = [
+    "StepInfo",
+    "TrainResult",
+    "TrainState",
+    "batch_indices",
+    "fit",
+    "load_checkpoint",
+    "log_likelihood",
+    "load_checkpoint_metadata",
+    "make_step",
+    "predictive",
+    "save_checkpoint",
+    "shard_data",
     "PSGLD",
     "SGHMC",
     "SGLD",

@@ -5,7 +5,7 @@ Models are Python functions that build a `BayesianNet` of named stochastic and d
 runs. See `ppl.BayesianNet` for the node helpers.
 """
 
-from ppl import distributions, nodes
+from ppl import distributions, nn, nodes
 from ppl.bayesian_net import BayesianNet, DeterministicTensor, StochasticTensor, node_key
 from ppl.meta import MetaBayesianNet, meta_bayesian_net
 
@@ -16,6 +16,7 @@ __all__ = [
     "StochasticTensor",
     "distributions",
     "meta_bayesian_net",
+    "nn",
     "node_key",
     "nodes",
 ]
