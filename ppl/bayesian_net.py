@@ -23,8 +23,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 from ppl import checks
-from ppl.distributions import (Distribution, check_group_ndims, check_sample_dtype,
-                               resolve_reparameterized)
+from ppl.distributions import Distribution, check_group_ndims, check_sample_dtype, resolve_reparameterized
 from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES, NodeSpec
 from ppl.tensors import DeterministicTensor, StochasticTensor
 

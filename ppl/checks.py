@@ -14,6 +14,12 @@ samplers' `Info` fields report numerical trouble instead.
   warned about (`OutOfSupportWarning`, the default), raised (`"error"`), or let through
   (`"ignore"`, e.g. for grey-level pixels deliberately put into a Bernoulli likelihood).
 
+These checks sit beside numpyro's own validation, which they leave as it is: numpyro (validation
+on by default) sets the log-density of an out-of-support value to -inf, also under `jax.jit`, and
+warns without the node's name when the value is concrete. To use grey-level pixels as Bernoulli
+"probabilities" on purpose, turn both off: `out_of_support="ignore"` here and
+`numpyro.enable_validation(False)` there.
+
 The setting is global (`set_out_of_support`), per block (`with out_of_support("error"):`), or per
 model (`meta_bayesian_net(builder, out_of_support="ignore")`, which wins over the other two); it is
 never an argument of `observe`, so it cannot collide with a node name.
@@ -194,12 +200,13 @@ def _check_support(name, value, distribution, mode):
         return
     message = (f"node {name!r}: {n_outside} of {is_inside.size} observed values lie outside the "
                f"support of {type(distribution).__name__} ({_describe(distribution.support)}); "
-               "their log-probability is -inf or not a log-probability at all")
+               "their log-probability is -inf (numpyro's validation, on by default, masks them) or, "
+               "with numpyro's validation off, not a log-probability at all")
     if mode == "error":
         raise ValueError(message)
     warnings.warn(message + ". ppl.set_out_of_support('error') makes this an error, 'ignore' "
-                  "silences it (e.g. grey-level pixels in a Bernoulli on purpose)",
-                  OutOfSupportWarning, stacklevel=_user_stacklevel())
+                  "silences it (e.g. grey-level pixels in a Bernoulli on purpose, with "
+                  "numpyro.enable_validation(False))", OutOfSupportWarning, stacklevel=user_stacklevel())
 
 
 def _support_check(support, value):
@@ -240,8 +247,11 @@ def _is_index_valued(distribution) -> bool:
     return isinstance(distribution, (dist.CategoricalLogits, dist.CategoricalProbs))
 
 
-def _user_stacklevel() -> int:
-    """The stack level of the first frame outside `ppl` (so the warning points at the user's call)."""
+def user_stacklevel() -> int:
+    """The `warnings.warn` stack level of the caller's first frame outside `ppl` and `inference`.
+
+    Called by the function that warns, so that the warning points at the user's line however deep
+    inside the library it was raised."""
     frame, level = sys._getframe(1), 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith(("ppl.", "inference.")):
         frame, level = frame.f_back, level + 1

@@ -290,7 +290,8 @@ def _make_class(method: str, spec) -> type:
     return cls
 
 
-CLASSES: dict[str, type] = {spec.zhusuan_name: _make_class(method, spec) for method, spec in NODE_TABLE.items()}
+CLASSES: dict[str, type] = {spec.zhusuan_name: _make_class(method, spec)
+                            for method, spec in NODE_TABLE.items()}
 globals().update(CLASSES)
 for _target, _alias in ZHUSUAN_ALIASES.values():
     globals()[_alias] = CLASSES[NODE_TABLE[_target].zhusuan_name]
