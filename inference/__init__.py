@@ -1,6 +1,6 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows, hmc, sgmcmc
+from inference import estimators, flows, hmc, particles, sgmcmc
 from inference.ais import AIS, AISResult
 from inference.diagnostics import effective_sample_size, print_summary, rhat, summary, to_arviz
 from inference.elbo import EvidenceLowerBoundObjective, elbo
@@ -50,5 +50,6 @@ __all__ = [
     "iw_objective",
     "klpq",
     "log_mean_exp",
+    "particles",
     "reinforce_init",
 ]

@@ -6,7 +6,7 @@ runs. See `ppl.BayesianNet` for the node helpers, `ppl.distributions` for ZhuSua
 classes, and `ppl.set_out_of_support` for what an observation outside its support does.
 """
 
-from ppl import distributions, nodes, numpyro_extras
+from ppl import distributions, keys, nodes, numpyro_extras
 from ppl.array_like import ArrayLike
 from ppl.bayesian_net import BayesianNet, DeterministicTensor, StochasticTensor, node_key
 from ppl.checks import OutOfSupportWarning, get_out_of_support, out_of_support, set_out_of_support
@@ -21,6 +21,7 @@ __all__ = [
     "StochasticTensor",
     "distributions",
     "get_out_of_support",
+    "keys",
     "meta_bayesian_net",
     "node_key",
     "nodes",

@@ -13,7 +13,6 @@ References:
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
@@ -22,38 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from ppl import checks
+from ppl import checks, keys
 from ppl.distributions import Distribution, check_group_ndims, check_sample_dtype, resolve_reparameterized
+from ppl.keys import node_key
 from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES, NodeSpec
 from ppl.tensors import DeterministicTensor, StochasticTensor
 
 __all__ = ["BayesianNet", "StochasticTensor", "DeterministicTensor", "node_key"]
-
-
-@functools.lru_cache(maxsize=4096)
-def _name_digest(name: str) -> tuple[int, int]:
-    """Two 32-bit words of the BLAKE2b digest of `name` (64 bits: no collisions in practice)."""
-    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest[:4], "big"), int.from_bytes(digest[4:], "big")
-
-
-def node_key(key: jax.Array, name: str) -> jax.Array:
-    """The key a node named `name` draws with: `key` with a 64-bit digest of `name` folded in.
-
-    The key depends on `key` and the name only, so adding a node never changes another node's
-    samples, and the same key gives the same samples. Two folds of 32 bits each carry a 64-bit
-    BLAKE2b digest of the name (a single 32-bit hash such as crc32 collides for short names, e.g.
-    "c792" and "e9v2o4"); a `BayesianNet` also checks that no two of its names share a digest.
-
-    Args:
-      key: a JAX PRNG key.
-      name: the node's name.
-
-    Returns:
-      A new PRNG key.
-    """
-    high, low = _name_digest(name)
-    return jax.random.fold_in(jax.random.fold_in(key, high), low)
 
 
 class _Context(NamedTuple):
@@ -219,7 +193,7 @@ class BayesianNet:
         if name in self._nodes:
             raise ValueError(f"duplicate node name {name!r}: every node in a BayesianNet needs its "
                              "own name")
-        digest = _name_digest(name)
+        digest = keys.name_digest(name)
         other = self._digests.setdefault(digest, name)
         if other != name:
             raise ValueError(f"node names {other!r} and {name!r} have the same 64-bit digest, so "

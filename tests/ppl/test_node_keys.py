@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import ppl
-from ppl import bayesian_net
+from ppl import keys
 
 # Found by brute force over short random names (a birthday search among ~10^5 names): crc32, the
 # 32-bit hash the keys used to come from, maps both names to the same value.
@@ -58,7 +58,7 @@ def test_a_digest_collision_in_one_net_is_an_error(monkeypatch):
     def crc32_digest(name):
         return zlib.crc32(name.encode()), 0
 
-    monkeypatch.setattr(bayesian_net, "_name_digest", crc32_digest)
+    monkeypatch.setattr(keys, "name_digest", crc32_digest)
     bn = ppl.BayesianNet(key=jax.random.key(0))
     bn.normal(CRC32_PAIR[0], 0., std=1.)
     with pytest.raises(ValueError, match=rf"node names '{CRC32_PAIR[0]}' and '{CRC32_PAIR[1]}' have the "
