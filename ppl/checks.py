@@ -179,7 +179,7 @@ def _check_shape(name, value, expected, event_shape):
 
 
 def _check_finite(name, value):
-    if not jnp.issubdtype(value.dtype, jnp.floating):
+    if not jnp.issubdtype(value.dtype, jnp.floating) or bool(jnp.all(jnp.isfinite(value))):
         return
     n_nan, n_inf = int(jnp.sum(jnp.isnan(value))), int(jnp.sum(jnp.isinf(value)))
     if n_nan or n_inf:
@@ -192,7 +192,7 @@ def _check_finite(name, value):
 
 def _check_support(name, value, distribution, mode):
     is_inside = _support_check(distribution.support, value)
-    if not is_concrete(is_inside):      # the support depends on traced parameters
+    if not is_concrete(is_inside) or bool(jnp.all(is_inside)):   # traced parameters, or all inside
         return
     is_inside = np.asarray(is_inside)
     n_outside = int(is_inside.size - np.count_nonzero(is_inside))
