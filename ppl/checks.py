@@ -192,6 +192,11 @@ def _check_finite(name, value):
 
 def _check_support(name, value, distribution, mode):
     is_inside = _support_check(distribution.support, value)
+    if isinstance(distribution, dist.MaskedDistribution):     # masked-out placeholders do not count
+        mask = distribution._mask
+        if not is_concrete(mask):
+            return
+        is_inside = is_inside | ~jnp.asarray(mask, bool)
     if not is_concrete(is_inside) or bool(jnp.all(is_inside)):   # traced parameters, or all inside
         return
     is_inside = np.asarray(is_inside)

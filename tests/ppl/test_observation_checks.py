@@ -125,6 +125,20 @@ def test_ignore_mode_and_model_mode_wins():
         ppl.meta_bayesian_net(out_of_support="loud")
 
 
+def test_masked_placeholders_are_not_out_of_support():
+    """The recommended way to handle missing data: a finite placeholder, masked out."""
+    x = np.array([1.5, 0., 2.], np.float32)                  # x[1] is missing; 0 is outside (0, inf)
+    is_present = np.array([True, False, True])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bn = ppl.BayesianNet(observed={"x": x})
+        bn.stochastic("x", dist.Gamma(2., 1.).mask(is_present))
+        log_prob = bn["x"].log_prob
+    np.testing.assert_allclose(log_prob, np.where(is_present, dist.Gamma(2., 1.).log_prob(x), 0.), rtol=1e-6)
+    with pytest.warns(ppl.OutOfSupportWarning, match="node 'x': 1 of 3"):
+        ppl.BayesianNet(observed={"x": x}).stochastic("x", dist.Gamma(2., 1.).mask(np.ones(3, bool)))
+
+
 @pytest.mark.parametrize("method, args, kwargs, value", [
     ("gamma", (2., 1.), {}, np.array([1., 0.5], np.float32)),
     ("bernoulli", (), dict(logits=0.), np.array([0, 1])),
