@@ -310,12 +310,15 @@ class BayesianNet:
         return f"BayesianNet({list(self._nodes)})"
 
 
-def sum_log_probs(terms: Mapping[str, jax.Array], what: str = "log_joint") -> jax.Array:
-    """Sums named log-density arrays with right-aligned broadcasting; `[]` zeros when empty.
+def sum_log_probs(terms: Mapping[str, jax.Array] | Sequence[jax.Array], what: str = "log_joint") -> jax.Array:
+    """Sums log-density arrays (named, or a sequence) with right-aligned broadcasting; `[]` zeros
+    when there are none.
 
     Raises:
       ValueError: the shapes do not broadcast; the message names every term and its shape.
     """
+    if not isinstance(terms, Mapping):
+        terms = {f"term {i}": term for i, term in enumerate(terms)}
     if not terms:
         return jnp.zeros(())
     shapes = {name: jnp.shape(term) for name, term in terms.items()}
