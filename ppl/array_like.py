@@ -67,7 +67,10 @@ class ArrayLike:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        jax.tree_util.register_pytree_node(cls, _flatten, _unflatten)
+        try:
+            jax.tree_util.register_pytree_node(cls, _flatten, _unflatten)
+        except ValueError:      # already registered (a class object reused, e.g. on module reload)
+            pass
 
     def _as_array(self) -> jax.Array:
         raise NotImplementedError

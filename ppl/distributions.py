@@ -191,8 +191,10 @@ class Distribution:
         """The dtype of samples."""
         if self.sample_dtype is not None:
             return self.sample_dtype
-        shape = jax.eval_shape(lambda key: self.distribution.sample(key), jax.random.key(0))
-        return shape.dtype
+        try:
+            return jax.eval_shape(lambda key: self.distribution.sample(key), jax.random.key(0)).dtype
+        except NotImplementedError:         # observe-only distributions (UnnormalizedMultinomial)
+            return self.param_dtype if self.is_continuous else jnp.dtype(jnp.int32)
 
     @property
     def param_dtype(self):
