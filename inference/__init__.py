@@ -1,6 +1,6 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows, hmc, sgmcmc
+from inference import estimators, flows, hmc, particles, sgmcmc
 from inference.ais import AIS, AISResult
 from inference.arviz_export import log_likelihood, to_arviz
 from inference.checkpoint import load_checkpoint, load_checkpoint_metadata, save_checkpoint
@@ -68,5 +68,6 @@ __all__ = [
     "iw_objective",
     "klpq",
     "log_mean_exp",
+    "particles",
     "reinforce_init",
 ]

@@ -14,7 +14,9 @@ __all__ = ["EvidenceLowerBoundObjective", "elbo"]
 class EvidenceLowerBoundObjective(VariationalObjective):
     """The ELBO, E_q[log p(x, z) - log q(z)], with its gradient estimators.
 
-    See `VariationalObjective` for the arguments and attributes.
+    See `VariationalObjective` for the arguments and attributes. As in ZhuSuan, the object stands
+    for the bound: `jnp.mean(lb)`, `lb + 1` and `float(lb)` use `lb.value` (`lb.tensor`), and
+    `lb.sgvb()` is the cost to minimise.
 
     .. math::
       \\mathcal{L}(x) = \\mathbb{E}_{q(z)}[\\log p(x, z) - \\log q(z)] \\le \\log p(x)
@@ -22,6 +24,8 @@ class EvidenceLowerBoundObjective(VariationalObjective):
     References:
       Kingma and Welling, `Auto-Encoding Variational Bayes <https://arxiv.org/abs/1312.6114>`_, 2014.
     """
+
+    name = "elbo"
 
     @property
     def value(self) -> jax.Array:
@@ -77,32 +81,31 @@ class EvidenceLowerBoundObjective(VariationalObjective):
                                     variance_reduction=variance_reduction, baseline=baseline,
                                     decay=decay)
 
-    def _require_score_function(self, estimator: str) -> None:
-        for name, node in (self.latent_nodes or {}).items():
-            if node.is_reparameterized:
-                raise ValueError(f"{estimator} is a score-function estimator, but latent {name!r} "
-                                 f"({type(node.distribution).__name__}) is reparameterised; build it "
-                                 "with is_reparameterized=False")
 
-
-def elbo(meta_bn, observed, variational=None, latent=None, axis=None) -> EvidenceLowerBoundObjective:
+def elbo(meta_bn, observed, latent=None, axis=None, variational=None) -> EvidenceLowerBoundObjective:
     """The evidence lower bound of `meta_bn` given `observed`, under the variational posterior.
 
+    ZhuSuan's `zs.variational.elbo(meta_bn, observed, latent=None, axis=None, variational=None)`.
+
     Args:
-      meta_bn: the model, a `ppl.MetaBayesianNet`.
+      meta_bn: the model, a `ppl.MetaBayesianNet`, or a log-joint function of a dict of every
+        node's value (ZhuSuan's alternative).
       observed: `{name: value}` for the model's observed nodes.
+      latent: `{name: (samples, log_q)}`, or give `variational`.
+      axis: the particle axis to average over (None: a single sample, no particle axis); checked
+        against the latents' particle axis (see `inference.particles`).
       variational: a sampled variational `ppl.BayesianNet` (its unobserved nodes are the latents).
-      latent: or `{name: (samples, log_q)}`.
-      axis: the particle axis to average over (None: a single sample, no particle axis).
 
     Returns:
-      An `EvidenceLowerBoundObjective`: `.value` (per data point), `.sgvb()` (cost) and
-      `.reinforce(baseline_state, ...)` (`ReinforceResult`).
+      An `EvidenceLowerBoundObjective`: `.value` (per data point; the object stands for it as an
+      array), `.sgvb()` (cost) and `.reinforce(baseline_state, ...)` (`ReinforceResult`).
+
+    Raises:
+      See `inference.objective.VariationalObjective`.
 
     Example:
       >>> q = build_q(params, x, n_particles=10).observe(key)
       >>> lb = elbo(model, {"x": x}, variational=q, axis=0)
       >>> loss = jnp.mean(lb.sgvb())
     """
-    return EvidenceLowerBoundObjective(meta_bn, observed, variational=variational, latent=latent,
-                                       axis=axis)
+    return EvidenceLowerBoundObjective(meta_bn, observed, latent, axis, variational)

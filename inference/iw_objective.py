@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import jax
 
 from inference import estimators
-from inference.objective import Latent, VariationalObjective, collect_latent
+from inference.objective import VariationalObjective
 
-__all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective",
-           "require_score_function"]
-
-
-def require_score_function(latent_nodes, estimator: str) -> None:
-    """Raises ValueError when a latent node is reparameterised (a score-function estimator needs
-    samples that carry no gradient)."""
-    for name, node in (latent_nodes or {}).items():
-        if node.is_reparameterized:
-            raise ValueError(f"{estimator} is a score-function estimator, but latent {name!r} "
-                             f"({type(node.distribution).__name__}) is reparameterised; build it with "
-                             "is_reparameterized=False")
+__all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective"]
 
 
 class ImportanceWeightedObjective(VariationalObjective):
@@ -28,7 +15,8 @@ class ImportanceWeightedObjective(VariationalObjective):
 
     A tighter lower bound of log p(x) than the ELBO, increasing with K and approaching log p(x).
     See `VariationalObjective` for the arguments and attributes; `axis` (the axis of the K
-    samples) is required.
+    samples) is required. The object stands for the bound as an array (`jnp.mean(iw)`,
+    `float(iw)`), as ZhuSuan's objectives were tensors of their value.
 
     .. math::
       \\mathcal{L}_K(x) = \\mathbb{E}\\Big[\\log \\frac{1}{K} \\sum_{k=1}^K
@@ -42,15 +30,8 @@ class ImportanceWeightedObjective(VariationalObjective):
       <https://arxiv.org/abs/1509.00519>`_, 2015.
     """
 
-    def __init__(self, meta_bn, observed: Mapping[str, Any], variational=None,
-                 latent: Latent | None = None, axis: int | None = None):
-        if axis is None:
-            raise ValueError("the importance weighted objective is a multi-sample objective: give "
-                             "`axis`, the axis of the K samples")
-        super().__init__(meta_bn, observed, variational=variational, latent=latent, axis=axis)
-        self._meta_bn = meta_bn
-        self._observed = dict(observed)
-        self._latent = collect_latent(variational, latent)
+    requires_axis = True
+    name = "the importance weighted objective"
 
     @property
     def value(self) -> jax.Array:
@@ -80,7 +61,7 @@ class ImportanceWeightedObjective(VariationalObjective):
         Raises:
           ValueError: fewer than 2 samples along `axis`, or a reparameterised latent.
         """
-        require_score_function(self.latent_nodes, "vimco")
+        self._require_score_function("vimco")
         return estimators.vimco(self.log_joint, self.log_q, self.axis)
 
     def dreg(self) -> jax.Array:
@@ -107,31 +88,38 @@ class ImportanceWeightedObjective(VariationalObjective):
                 raise ValueError(f"dreg needs log q with stopped variational parameters, but latent "
                                  f"{name!r} was built with use_path_derivative=False; build it with "
                                  "use_path_derivative=True")
-        stopped = {name: jax.lax.stop_gradient(pair[0]) for name, pair in self._latent.items()}
-        log_joint_model = self._meta_bn.observe(**self._observed, **stopped).log_joint()
+        _, log_joint_model = self._log_joint_of(self.observed, self._latent_values(stop_gradient=True))
         return estimators.dreg(self.log_joint, self.log_q, self.axis, log_joint_model)
 
 
-def importance_weighted_objective(meta_bn, observed, variational=None, latent=None,
-                                  axis=None) -> ImportanceWeightedObjective:
+def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
+                                  variational=None) -> ImportanceWeightedObjective:
     """The importance weighted objective of `meta_bn` given `observed` (ZhuSuan's function name).
 
+    ZhuSuan's `zs.variational.importance_weighted_objective(meta_bn, observed, latent=None,
+    axis=None, variational=None)`; `iw_objective` is its short name.
+
     Args:
-      meta_bn: the model, a `ppl.MetaBayesianNet`.
+      meta_bn: the model, a `ppl.MetaBayesianNet`, or a log-joint function of a dict of every
+        node's value (ZhuSuan's alternative).
       observed: `{name: value}` for the model's observed nodes.
+      latent: `{name: (samples, log_q)}`, or give `variational`.
+      axis: the axis of the K samples (required; checked against the latents' particle axis).
       variational: a sampled variational `ppl.BayesianNet` with K samples along `axis`.
-      latent: or `{name: (samples, log_q)}`.
-      axis: the axis of the K samples (required).
 
     Returns:
-      An `ImportanceWeightedObjective`: `.value`, `.sgvb()`, `.vimco()`, `.dreg()`.
+      An `ImportanceWeightedObjective`: `.value` (the object stands for it), `.sgvb()`, `.vimco()`,
+      `.dreg()`.
+
+    Raises:
+      See `inference.objective.VariationalObjective`.
 
     Example:
       >>> q = build_q(params, x, n_particles=50).observe(key)
       >>> iw = importance_weighted_objective(model, {"x": x}, variational=q, axis=0)
       >>> loss = jnp.mean(iw.sgvb())
     """
-    return ImportanceWeightedObjective(meta_bn, observed, variational=variational, latent=latent, axis=axis)
+    return ImportanceWeightedObjective(meta_bn, observed, latent, axis, variational)
 
 
 iw_objective = importance_weighted_objective

@@ -2,21 +2,31 @@
 
 Models are Python functions that build a `BayesianNet` of named stochastic and deterministic nodes;
 `meta_bayesian_net` turns such a function into a `MetaBayesianNet` that `observe(key, **observed)`
-runs. See `ppl.BayesianNet` for the node helpers.
+runs. See `ppl.BayesianNet` for the node helpers, `ppl.distributions` for ZhuSuan's distribution
+classes, and `ppl.set_out_of_support` for what an observation outside its support does.
 """
 
-from ppl import distributions, nn, nodes
+from ppl import distributions, keys, nn, nodes, numpyro_extras
+from ppl.array_like import ArrayLike
 from ppl.bayesian_net import BayesianNet, DeterministicTensor, StochasticTensor, node_key
+from ppl.checks import OutOfSupportWarning, get_out_of_support, out_of_support, set_out_of_support
 from ppl.meta import MetaBayesianNet, meta_bayesian_net
 
 __all__ = [
+    "ArrayLike",
     "BayesianNet",
     "DeterministicTensor",
     "MetaBayesianNet",
+    "OutOfSupportWarning",
     "StochasticTensor",
     "distributions",
+    "get_out_of_support",
+    "keys",
     "meta_bayesian_net",
     "nn",
     "node_key",
     "nodes",
+    "numpyro_extras",
+    "out_of_support",
+    "set_out_of_support",
 ]
