@@ -110,6 +110,7 @@ class MetaBayesianNet:
             raise ValueError(f"observed {unknown} but the model {self.name!r} has no such node; "
                              f"its nodes are {list(bn)}")
         bn._log_joint_fn = self._log_joint_fn
+        bn._meta_bn = self
         return bn
 
     @property
