@@ -167,7 +167,8 @@ class Enumeration:
         """The enumerated nodes by name, variational latents first (in the order of their axes)."""
         nodes = {name: EnumeratedNode(name, self.supports[name], True, axis)
                  for axis, name in enumerate(self.variational_names)}
-        nodes.update({name: EnumeratedNode(name, self.supports[name], False, None) for name in self.model_names})
+        nodes.update({name: EnumeratedNode(name, self.supports[name], False, None)
+                      for name in self.model_names})
         return nodes
 
     # ------------------------------------------------------------------ the enumerated pass
@@ -202,7 +203,8 @@ class Enumeration:
             log_joint = self.marginal_log_joint(condition, observed, values)
             return tuple(_expand(x, rank) for x in (log_joint, log_q + enumerated_log_q, enumerated_log_q))
 
-        return _grid(branch, [len(self.supports[name]) for name in names])
+        log_joint, log_q, enumerated_log_q = _grid(branch, [len(self.supports[name]) for name in names])
+        return log_joint, log_q, enumerated_log_q if names else jnp.zeros(())
 
     def marginal_log_joint(self, condition: Callable, observed: Mapping[str, Any],
                            values: Mapping[str, jax.Array]) -> jax.Array:
@@ -249,7 +251,7 @@ def expectation(log_weight: jax.Array, enumerated_log_q: jax.Array, n_axes: int)
     if n_axes == 0:
         return log_weight
     shape = jnp.broadcast_shapes(jnp.shape(log_weight), jnp.shape(enumerated_log_q))
-    log_weight, enumerated_log_q = jnp.broadcast_to(log_weight, shape), jnp.broadcast_to(enumerated_log_q, shape)
+    log_weight, enumerated_log_q = (jnp.broadcast_to(x, shape) for x in (log_weight, enumerated_log_q))
     is_possible = enumerated_log_q > -jnp.inf
     terms = jnp.exp(enumerated_log_q) * jnp.where(is_possible, log_weight, 0.0)
     return jnp.sum(jnp.where(is_possible, terms, 0.0), axis=tuple(range(n_axes)))
@@ -296,7 +298,8 @@ def weighted_reinforce(log_joint: jax.Array, log_q: jax.Array, enumerated_log_q:
       (the particle axis is not yet averaged).
     """
     shape = jnp.broadcast_shapes(jnp.shape(log_joint), jnp.shape(log_q), jnp.shape(enumerated_log_q))
-    log_joint, log_q, enumerated_log_q = (jnp.broadcast_to(x, shape) for x in (log_joint, log_q, enumerated_log_q))
+    log_joint, log_q, enumerated_log_q = (jnp.broadcast_to(x, shape)
+                                          for x in (log_joint, log_q, enumerated_log_q))
     is_possible = enumerated_log_q > -jnp.inf
     log_q_y = jnp.where(is_possible, enumerated_log_q, 0.0)
     probs = jnp.where(is_possible, jnp.exp(log_q_y), 0.0)
@@ -329,9 +332,9 @@ def merge_axes(x: jax.Array, n_axes: int, axis: int | None, rank: int) -> tuple[
         return x.reshape((-1,) + x.shape[n_axes:]), 0
     position = n_axes + axis % rank
     moved = jnp.moveaxis(x, tuple(range(n_axes)), tuple(range(position - n_axes, position)))
-    shape = moved.shape
-    start = position - n_axes
-    return moved.reshape(shape[:start] + (math.prod(shape[start:position + 1]),) + shape[position + 1:]), start
+    shape, start = moved.shape, position - n_axes
+    merged = shape[:start] + (math.prod(shape[start:position + 1]),) + shape[position + 1:]
+    return moved.reshape(merged), start
 
 
 def _grid(fn: Callable, sizes: Sequence[int], indices: tuple = ()):
@@ -374,8 +377,8 @@ def _check_not_shared(what: str, node: StochasticTensor, log_weight_shape: tuple
         if axis in particle_axes or size == 1:
             continue
         if axis < offset or shape[axis - offset] != size:
-            raise ValueError(f"{what}: node {node.name!r} (log-probability of shape {shape}) is shared by the "
-                             f"{size} data points along axis {axis} of the log-weights (shape "
+            raise ValueError(f"{what}: node {node.name!r} (log-probability of shape {shape}) is shared by "
+                             f"the {size} data points along axis {axis} of the log-weights (shape "
                              f"{log_weight_shape}); log sum_y prod_n p(x_n, y) does not split into one term "
                              "per data point, so it cannot be enumerated per data point. Give it one value "
                              "per data point")

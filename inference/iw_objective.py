@@ -73,8 +73,8 @@ class ImportanceWeightedObjective(VariationalObjective):
             of a particle's samples across the values, which VIMCO's score needs, is unknown;
             enumerate it in the model instead, where q(y) cancels just the same).
         """
-        self._require_score_function("vimco")
         self._require_no_enumerated_variational("vimco")
+        self._require_score_function("vimco")
         return estimators.vimco(self.log_joint, self.log_q, self.axis)
 
     def dreg(self) -> jax.Array:
@@ -96,8 +96,8 @@ class ImportanceWeightedObjective(VariationalObjective):
           ValueError: a latent that is not reparameterised or not built with `use_path_derivative`;
             an enumerated latent of the variational net (enumerate it in the model instead).
         """
-        self._require_reparameterized("dreg")
         self._require_no_enumerated_variational("dreg")
+        self._require_reparameterized("dreg")
         for name, node in (self.latent_nodes or {}).items():
             if not node.use_path_derivative:
                 raise ValueError(f"dreg needs log q with stopped variational parameters, but latent "

@@ -26,18 +26,21 @@ __all__ = ["VariationalObjective", "collect_latent", "resolve_latent_arguments",
 Latent = Mapping[str, tuple[jax.Array, jax.Array]]
 
 
-def collect_latent(variational: BayesianNet | None, latent: Latent | None) -> dict[str, tuple]:
+def collect_latent(variational: BayesianNet | None, latent: Latent | None,
+                   allow_empty: bool = False) -> dict[str, tuple]:
     """The latent samples and their log q, from a sampled variational net or a dict.
 
     Args:
       variational: a `BayesianNet` whose sampled (unobserved) stochastic nodes are the latents.
       latent: `{name: (samples, log_q)}`, each `log_q` with `group_ndims` already applied.
+      allow_empty: accept no latent at all (when every latent of the model is enumerated).
 
     Returns:
       `{name: (samples, log_q)}`.
 
     Raises:
-      ValueError: both or neither of `variational` and `latent` are given, or no latent at all.
+      ValueError: both or neither of `variational` and `latent` are given, or no latent at all
+        (unless `allow_empty`).
       TypeError: `variational` is not a `BayesianNet`, `latent` is not a dict, or an entry is not a pair.
     """
     if (variational is None) == (latent is None):
@@ -49,12 +52,13 @@ def collect_latent(variational: BayesianNet | None, latent: Latent | None) -> di
             raise TypeError(f"`variational` must be a sampled ppl.BayesianNet (call .observe(key) "
                             f"on the meta net), got {type(variational).__name__}")
         latent = {name: (node.value, node.log_prob) for name, node in variational.latent_nodes().items()}
-        if not latent:
+        if not latent and not allow_empty:
             raise ValueError("there are no latent variables: the variational net has no sampled node")
     if not isinstance(latent, Mapping):
         raise TypeError(f"`latent` must be a dict {{name: (samples, log_q)}}, got {type(latent).__name__}")
-    if not latent:
-        raise ValueError("there are no latent variables: `latent` is empty")
+    if not latent and not allow_empty:
+        raise ValueError("there are no latent variables: `latent` is empty (with every latent of the "
+                         "model enumerated, `latent={}` is fine)")
     for name, pair in latent.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
             raise TypeError(f"latent[{name!r}] must be a pair (samples, log_q), got {type(pair).__name__}")
@@ -153,7 +157,7 @@ class VariationalObjective(ArrayLike):
         self._log_joint_of = _log_joint_function(meta_bn)
         self.meta_bn = meta_bn if isinstance(meta_bn, MetaBayesianNet) else None
         self.variational = variational
-        self.latent = collect_latent(variational, latent)
+        self.latent = collect_latent(variational, latent, allow_empty=enumerate is not None)
         self.observed = dict(observed)
         both = sorted(set(self.latent) & set(self.observed))
         if both:
@@ -165,9 +169,13 @@ class VariationalObjective(ArrayLike):
         self.bn, self.log_joint = condition(self.observed, self._latent_values())
         self.log_q = sum_log_probs({name: pair[1] for name, pair in self.latent.items()}, what="log_q")
         shape = self._log_weight_shape()
+        # an enumerated variational latent takes each value for every particle: its samples need
+        # no particle axis, and give none
+        sampled = {name: pair for name, pair in self.latent.items()
+                   if plan is None or name not in plan.variational_names}
         if self.bn is not None:
-            particles.check_latent_shapes(self.name, self.bn, self.latent)
-        self.axis, particle_axes = self._check_axis(axis, shape)
+            particles.check_latent_shapes(self.name, self.bn, sampled)
+        self.axis, particle_axes = self._check_axis(axis, shape, sampled)
         self._shape = shape
         self.enumerated, self.enumerated_log_q = {}, jnp.zeros(())
         if plan is not None:
@@ -200,15 +208,15 @@ class VariationalObjective(ArrayLike):
                              f"shape {jnp.shape(self.log_q)} (latents {shapes}) do not broadcast "
                              "together") from None
 
-    def _check_axis(self, axis, shape) -> tuple[int | None, list[int]]:
+    def _check_axis(self, axis, shape, latent) -> tuple[int | None, list[int]]:
         ndim = len(shape)
         if axis is not None and (not _is_int(axis) or not -ndim <= axis < ndim):
             raise ValueError(f"axis={axis} is out of range for log_joint - log_q of rank {ndim} "
                              f"(log_joint shape {jnp.shape(self.log_joint)}, log_q shape "
                              f"{jnp.shape(self.log_q)})")
-        axes, is_known = particles.find_particle_axes(self.bn, self.latent, self.latent_nodes, shape)
+        axes, is_known = particles.find_particle_axes(self.bn, latent, self.latent_nodes, shape)
         particles.check_axis(self.name, axis, axes, is_known, shape, self.requires_axis)
-        particles.check_log_q_axes(self.name, self.latent, axes, shape)
+        particles.check_log_q_axes(self.name, latent, axes, shape)
         return None if axis is None else int(axis), [particle.axis for particle in axes]
 
     @property

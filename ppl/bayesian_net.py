@@ -192,8 +192,8 @@ class BayesianNet:
             raise ValueError(f"node {name!r} is deterministic and cannot be observed")
         value = jnp.asarray(value)
         if substitution.is_active():
-            value = jnp.asarray(_first(substitution.replacement(NodeSite(name, None, value, value.shape, False)),
-                                       value))
+            site = NodeSite(name, None, value, value.shape, False)
+            value = jnp.asarray(_first(substitution.replacement(site), value))
         self._nodes[name] = DeterministicTensor(name, value)
         return value
 
