@@ -4,13 +4,15 @@ Models are Python functions that build a `BayesianNet` of named stochastic and d
 `meta_bayesian_net` turns such a function into a `MetaBayesianNet` that `observe(key, **observed)`
 runs. See `ppl.BayesianNet` for the node helpers, `ppl.distributions` for ZhuSuan's distribution
 classes, `ppl.set_out_of_support` for what an observation outside its support does, and
-`ppl.substitute` for replacing node values while a model builds.
+`ppl.substitute` for replacing node values while a model builds, and `ppl.render` for a model's
+graph.
 """
 
-from ppl import distributions, keys, nn, nodes, numpyro_extras, substitution
+from ppl import distributions, graph, keys, nn, nodes, numpyro_extras, provenance, substitution
 from ppl.array_like import ArrayLike
 from ppl.bayesian_net import BayesianNet, DeterministicTensor, StochasticTensor, node_key
 from ppl.checks import OutOfSupportWarning, get_out_of_support, out_of_support, set_out_of_support
+from ppl.graph import ModelGraph, render
 from ppl.meta import MetaBayesianNet, meta_bayesian_net
 from ppl.substitution import NodeSite, substitute
 
@@ -19,10 +21,12 @@ __all__ = [
     "BayesianNet",
     "DeterministicTensor",
     "MetaBayesianNet",
+    "ModelGraph",
     "NodeSite",
     "OutOfSupportWarning",
     "StochasticTensor",
     "distributions",
+    "graph",
     "get_out_of_support",
     "keys",
     "meta_bayesian_net",
@@ -31,6 +35,8 @@ __all__ = [
     "nodes",
     "numpyro_extras",
     "out_of_support",
+    "provenance",
+    "render",
     "set_out_of_support",
     "substitute",
     "substitution",

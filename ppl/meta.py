@@ -113,6 +113,18 @@ class MetaBayesianNet:
         bn._meta_bn = self
         return bn
 
+    def render(self, /, **observed: Any):
+        """The graph of this model (see `ppl.render`): `self.render(x=x).save("model.svg")`.
+
+        Args:
+          **observed: node name -> value (observed nodes are shaded).
+
+        Returns:
+          A `ppl.ModelGraph`; `.source` is its DOT text.
+        """
+        from ppl.graph import render
+        return render(self, **observed)
+
     @property
     def name(self) -> str:
         """The builder function's name (used in error messages)."""
