@@ -112,8 +112,8 @@ def main(argv=None) -> None:
     optimizer = optax.adam(1e-3)
     runs = [_make_run(cost, optimizer, args.k, args.steps) for cost in (library_cost, handwritten_cost)]
     opt_state = optimizer.init(params)
-    cost = {label: _xla_cost(run, params, opt_state, x) for label, run in zip(("library", "handwritten"), runs,
-                                                                             strict=True)}
+    labels = ("library", "handwritten")
+    cost = {label: _xla_cost(run, params, opt_state, x) for label, run in zip(labels, runs, strict=True)}
     (w_lib, w_hand), (c_lib, c_hand), ratio, ratio_iqr = _time_pair(runs, params, x, args.reps, args.steps)
     result = {"library_ms": 1e3 * w_lib, "handwritten_ms": 1e3 * w_hand, "ratio": w_lib / w_hand,
               "median_per_rep_ratio": ratio, "per_rep_ratio_iqr": ratio_iqr, "library_cpu_ms": 1e3 * c_lib,

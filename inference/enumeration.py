@@ -61,7 +61,8 @@ from ppl.bayesian_net import sum_log_probs
 from ppl.distributions import support_values
 from ppl.substitution import NodeSite, substitute
 
-__all__ = ["EnumeratedNode", "Enumeration", "expectation", "marginal", "merge_axes", "weighted_reinforce"]
+__all__ = ["EnumeratedNode", "Enumeration", "check_names", "expectation", "marginal", "merge_axes",
+           "weighted_reinforce"]
 
 
 class EnumeratedNode(NamedTuple):
@@ -103,7 +104,7 @@ class Enumeration:
 
     def __init__(self, what: str, names: str | Sequence[str], meta_bn: Any, observed: Mapping[str, Any],
                  latent: Mapping[str, tuple], variational):
-        names = _check_names(what, names)
+        names = check_names(what, names)
         if not isinstance(meta_bn, MetaBayesianNet):
             raise TypeError(f"{what}: enumerate={list(names)} needs the model as a ppl.MetaBayesianNet "
                             f"(it is rebuilt at each value), got {type(meta_bn).__name__}")
@@ -349,7 +350,8 @@ def _expand(x: jax.Array, rank: int) -> jax.Array:
     return x.reshape((1,) * (rank - x.ndim) + x.shape)
 
 
-def _check_names(what: str, names) -> tuple[str, ...]:
+def check_names(what: str, names) -> tuple[str, ...]:
+    """`names` (a node name or a sequence of names) as a tuple, or a TypeError / ValueError."""
     names = (names,) if isinstance(names, str) else names
     if not isinstance(names, Sequence) or not all(isinstance(name, str) for name in names):
         raise TypeError(f"{what}: enumerate must be a node name or a list of names, got {names!r}")

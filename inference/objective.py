@@ -157,14 +157,15 @@ class VariationalObjective(ArrayLike):
         self._log_joint_of = _log_joint_function(meta_bn)
         self.meta_bn = meta_bn if isinstance(meta_bn, MetaBayesianNet) else None
         self.variational = variational
-        self.latent = collect_latent(variational, latent, allow_empty=enumerate is not None)
+        names = () if enumerate is None else enumeration.check_names(self.name, enumerate)
+        self.latent = collect_latent(variational, latent, allow_empty=bool(names))
         self.observed = dict(observed)
         both = sorted(set(self.latent) & set(self.observed))
         if both:
             raise ValueError(f"{both} are given both as observed and as latent")
         self.latent_nodes = None if variational is None else variational.latent_nodes()
-        plan = None if enumerate is None else enumeration.Enumeration(
-            self.name, enumerate, meta_bn, self.observed, self.latent, variational)
+        plan = None if not names else enumeration.Enumeration(
+            self.name, names, meta_bn, self.observed, self.latent, variational)
         condition = self._log_joint_of if plan is None else plan.probe(self._log_joint_of)
         self.bn, self.log_joint = condition(self.observed, self._latent_values())
         self.log_q = sum_log_probs({name: pair[1] for name, pair in self.latent.items()}, what="log_q")
