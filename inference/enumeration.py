@@ -17,7 +17,22 @@ exactly, in parallel over its support, instead of sampling it (so does every obj
   objective sees a model without y.
 
 Both compose with SGVB on the continuous latents and with REINFORCE (ELBO) or VIMCO (importance
-weighted objective, model latents) on the other discrete ones.
+weighted objective, model latents) on the other discrete ones. Estimators: the ELBO's `sgvb()` is
+the pathwise gradient, exact in y; `reinforce()` makes a score-function estimate for each value of y
+on that value's samples and weights them by q(y) (`weighted_reinforce`). In the importance weighted
+bound each particle's weight is `sum_y p(x, y, z_y) / q(z_y | y)`, so q(y) cancels: enumerating a
+variational latent there equals enumerating it in the model; `vimco()` and `dreg()` need it in the
+model (the values share their random numbers, so a particle's density across them is unknown).
+`klpq().importance()` weighs every (value, particle) pair.
+
+Example (M2's bounds; the builders are written once, for labelled data):
+  >>> q_l = build_q(params, x_l, n_particles=1).observe(key_l, y=y_l)        # y observed
+  >>> labelled = elbo(build_gen(params, n_l, n_particles=1), {"x": x_l, "y": y_l}, variational=q_l,
+  ...                 axis=0)
+  >>> q_u = build_q(params, x_u, n_particles=1).observe(key_u)               # y summed out
+  >>> unlabelled = elbo(build_gen(params, n_u, n_particles=1), {"x": x_u}, variational=q_u, axis=0,
+  ...                   enumerate="y")
+  >>> classification = -q_l["y"].log_prob                                    # log q(y | x) of the labels
 
 **Vectorised.** The builders run once, under `jax.vmap` over the support's index: inside a builder
 every node has its usual shape (a one-hot y is `[n, 10]`, a `[P, n, d]` z stays `[P, n, d]`), so the

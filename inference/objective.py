@@ -122,7 +122,8 @@ class VariationalObjective(ArrayLike):
       meta_bn: the model (None when a log-joint function was given).
       variational: the variational net (None when `latent` was a dict).
       bn: the model `BayesianNet` conditioned on `observed` and the latent samples (for
-        predictions); None when a log-joint function was given.
+        predictions); None when a log-joint function was given. Enumerated nodes hold the
+        variational net's sample, or (model latents) their first value.
       log_joint: log p(x, z), shape `[*particles_and_batch]`; with enumerated variational latents
         `[K_1, ..., K_e, *particles_and_batch]` (one leading axis per such latent, in the order
         given), and with model latents enumerated, summed out of p.
