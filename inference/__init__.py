@@ -1,11 +1,12 @@
 """inference: variational objectives, importance sampling and MCMC for `ppl` models."""
 
-from inference import estimators, flows, hmc, particles, sgmcmc
+from inference import enumeration, estimators, flows, hmc, particles, sgmcmc
 from inference.ais import AIS, AISResult
 from inference.arviz_export import log_likelihood, to_arviz
 from inference.checkpoint import load_checkpoint, load_checkpoint_metadata, save_checkpoint
 from inference.diagnostics import effective_sample_size, print_summary, rhat, summary
 from inference.elbo import EvidenceLowerBoundObjective, elbo
+from inference.enumeration import EnumeratedNode
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
 from inference.hmc import HMC, HMCSampleInfo
 from inference.importance import is_loglikelihood, log_mean_exp
@@ -54,6 +55,7 @@ __all__ = [
     "rhat",
     "summary",
     "to_arviz",
+    "EnumeratedNode",
     "EvidenceLowerBoundObjective",
     "ImportanceWeightedObjective",
     "InclusiveKLObjective",
@@ -61,6 +63,7 @@ __all__ = [
     "ReinforceState",
     "VariationalObjective",
     "elbo",
+    "enumeration",
     "estimators",
     "flows",
     "importance_weighted_objective",

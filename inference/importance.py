@@ -20,7 +20,7 @@ class _ImportanceSampling(VariationalObjective):
 
 
 def is_loglikelihood(meta_bn, observed, latent=None, axis=None, variational=None, *,
-                     proposal=None) -> jax.Array:
+                     proposal=None, enumerate=None) -> jax.Array:
     """Importance-sampling estimate of log p(x), with the proposal's samples as the importance samples.
 
     ZhuSuan's `zs.evaluation.is_loglikelihood(meta_bn, observed, latent=None, axis=None,
@@ -44,6 +44,8 @@ def is_loglikelihood(meta_bn, observed, latent=None, axis=None, variational=None
         over data points.
       variational: a sampled `ppl.BayesianNet` whose unobserved nodes are the latents.
       proposal: ZhuSuan's name for `variational`.
+      enumerate: names of finite discrete latents to sum out exactly instead of sampling (see
+        `inference.enumeration`): each weight becomes `sum_y p(x, y, z_k) / q(z_k | y)`.
 
     Returns:
       The estimate in nats per data point, shape of `log_joint - log_q` without `axis`.
@@ -61,6 +63,6 @@ def is_loglikelihood(meta_bn, observed, latent=None, axis=None, variational=None
     """
     latent, axis, variational = resolve_latent_arguments("is_loglikelihood", latent, axis, variational,
                                                          proposal)
-    objective = _ImportanceSampling(meta_bn, observed, latent, axis, variational)
-    log_w = objective.log_weight
+    objective = _ImportanceSampling(meta_bn, observed, latent, axis, variational, enumerate=enumerate)
+    log_w = objective._marginal_log_weight()
     return log_w if axis is None else log_mean_exp(log_w, axis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from inference import estimators
 from inference.objective import VariationalObjective
@@ -22,6 +23,11 @@ class ImportanceWeightedObjective(VariationalObjective):
       \\mathcal{L}_K(x) = \\mathbb{E}\\Big[\\log \\frac{1}{K} \\sum_{k=1}^K
       \\frac{p(x, z_k)}{q(z_k)}\\Big] \\le \\log p(x)
 
+    With `enumerate`, each particle's weight sums the enumerated latents out:
+    `sum_y p(x, y, z_k) / q(z_k | y)` with z_k drawn for each y; for a latent of the variational
+    net q(y) cancels, so enumerating it is the same as enumerating it in the model (see
+    `inference.enumeration`).
+
     Raises:
       ValueError: `axis` is None, or see `VariationalObjective`.
 
@@ -36,7 +42,10 @@ class ImportanceWeightedObjective(VariationalObjective):
     @property
     def value(self) -> jax.Array:
         """The bound per data point (nats), `axis` reduced; to maximise."""
-        return -estimators.iwae(self.log_joint, self.log_q, self.axis)
+        return -self._cost()
+
+    def _cost(self) -> jax.Array:
+        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self.axis)
 
     def sgvb(self) -> jax.Array:
         """Surrogate cost for the reparameterised IWAE gradient (Burda et al., 2015); to minimise.
@@ -48,7 +57,7 @@ class ImportanceWeightedObjective(VariationalObjective):
           ValueError: a latent of the variational net is not reparameterised.
         """
         self._require_reparameterized("sgvb")
-        return estimators.iwae(self.log_joint, self.log_q, self.axis)
+        return self._cost()
 
     def vimco(self) -> jax.Array:
         """Surrogate cost for VIMCO, the score-function gradient with leave-one-out control variates.
@@ -59,8 +68,12 @@ class ImportanceWeightedObjective(VariationalObjective):
           The cost per data point, `axis` reduced; its value is `-value`.
 
         Raises:
-          ValueError: fewer than 2 samples along `axis`, or a reparameterised latent.
+          ValueError: fewer than 2 samples along `axis`, a reparameterised latent, or an enumerated
+            latent of the variational net (the values share their random numbers, so the density
+            of a particle's samples across the values, which VIMCO's score needs, is unknown;
+            enumerate it in the model instead, where q(y) cancels just the same).
         """
+        self._require_no_enumerated_variational("vimco")
         self._require_score_function("vimco")
         return estimators.vimco(self.log_joint, self.log_q, self.axis)
 
@@ -80,8 +93,10 @@ class ImportanceWeightedObjective(VariationalObjective):
           The cost per data point, `axis` reduced; its value is `-value`.
 
         Raises:
-          ValueError: a latent that is not reparameterised or not built with `use_path_derivative`.
+          ValueError: a latent that is not reparameterised or not built with `use_path_derivative`;
+            an enumerated latent of the variational net (enumerate it in the model instead).
         """
+        self._require_no_enumerated_variational("dreg")
         self._require_reparameterized("dreg")
         for name, node in (self.latent_nodes or {}).items():
             if not node.use_path_derivative:
@@ -92,8 +107,17 @@ class ImportanceWeightedObjective(VariationalObjective):
         return estimators.dreg(self.log_joint, self.log_q, self.axis, log_joint_model)
 
 
+    def _require_no_enumerated_variational(self, estimator: str) -> None:
+        names = [name for name, node in self.enumerated.items() if node.is_variational]
+        if names:
+            raise ValueError(f"{estimator} with enumerated latents {names} of the variational net: the "
+                             "values share their random numbers, so the density of a particle's samples "
+                             "across the values is unknown. In this bound q(y) cancels: leave y out of "
+                             "the variational net and enumerate it in the model, or use sgvb")
+
+
 def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
-                                  variational=None) -> ImportanceWeightedObjective:
+                                  variational=None, *, enumerate=None) -> ImportanceWeightedObjective:
     """The importance weighted objective of `meta_bn` given `observed` (ZhuSuan's function name).
 
     ZhuSuan's `zs.variational.importance_weighted_objective(meta_bn, observed, latent=None,
@@ -106,6 +130,7 @@ def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
       latent: `{name: (samples, log_q)}`, or give `variational`.
       axis: the axis of the K samples (required; checked against the latents' particle axis).
       variational: a sampled variational `ppl.BayesianNet` with K samples along `axis`.
+      enumerate: names of finite discrete latents to sum out exactly (see `inference.enumeration`).
 
     Returns:
       An `ImportanceWeightedObjective`: `.value` (the object stands for it), `.sgvb()`, `.vimco()`,
@@ -119,7 +144,7 @@ def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
       >>> iw = importance_weighted_objective(model, {"x": x}, variational=q, axis=0)
       >>> loss = jnp.mean(iw.sgvb())
     """
-    return ImportanceWeightedObjective(meta_bn, observed, latent, axis, variational)
+    return ImportanceWeightedObjective(meta_bn, observed, latent, axis, variational, enumerate=enumerate)
 
 
 iw_objective = importance_weighted_objective

@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import jax
+import jax.numpy as jnp
 
-from inference import estimators
+from inference import enumeration, estimators
 from inference.objective import VariationalObjective
 
 __all__ = ["InclusiveKLObjective", "klpq"]
@@ -37,7 +38,8 @@ class InclusiveKLObjective(VariationalObjective):
 
         See `inference.estimators.importance`. Warns (UserWarning) with a single sample
         (`axis=None`): the self-normalised weight is then 1 and the update just raises log q of
-        the sample, a heavily biased estimate.
+        the sample, a heavily biased estimate. With enumerated latents of the variational net,
+        every (value, particle) pair is a weighted sample, with weight p(x, y, z) / q(z | y).
 
         Returns:
           The cost per data point, `axis` reduced; minimise it for the variational parameters.
@@ -46,11 +48,18 @@ class InclusiveKLObjective(VariationalObjective):
           ValueError: a reparameterised latent (build it with `is_reparameterized=False`).
         """
         self._require_score_function("importance")
-        if self.axis is None or self.log_weight.shape[self.axis] == 1:
+        log_joint, log_q, axis = self.log_joint + self.enumerated_log_q, self.log_q, self.axis
+        n_axes = self._n_enumerated_axes
+        if n_axes:      # every (value, particle) pair is a sample
+            shape = jnp.broadcast_shapes(jnp.shape(log_joint), jnp.shape(log_q))
+            log_q, _ = enumeration.merge_axes(jnp.broadcast_to(log_q, shape), n_axes, axis, len(self._shape))
+            log_joint, axis = enumeration.merge_axes(jnp.broadcast_to(log_joint, shape), n_axes, axis,
+                                                     len(self._shape))
+        if axis is None or jnp.shape(log_joint)[axis] == 1:
             warnings.warn("klpq(...).importance() uses self-normalised importance sampling, which is "
                           "heavily biased with a single sample; use several samples along `axis`",
                           stacklevel=2)
-        return estimators.importance(self.log_joint, self.log_q, self.axis)
+        return estimators.importance(log_joint, log_q, axis)
 
     def rws(self) -> jax.Array:
         """Deprecated alias of `importance` (ZhuSuan's older name); warns."""
@@ -59,7 +68,8 @@ class InclusiveKLObjective(VariationalObjective):
         return self.importance()
 
 
-def klpq(meta_bn, observed, latent=None, axis=None, variational=None) -> InclusiveKLObjective:
+def klpq(meta_bn, observed, latent=None, axis=None, variational=None, *,
+         enumerate=None) -> InclusiveKLObjective:
     """The inclusive KL objective of `meta_bn` given `observed` (ZhuSuan's `klpq`).
 
     ZhuSuan's `zs.variational.klpq(meta_bn, observed, latent=None, axis=None, variational=None)`.
@@ -72,6 +82,7 @@ def klpq(meta_bn, observed, latent=None, axis=None, variational=None) -> Inclusi
       axis: the axis of the samples (None: a single sample, warned against); checked against the
         latents' particle axis.
       variational: a sampled variational `ppl.BayesianNet` (samples along `axis`).
+      enumerate: names of finite discrete latents to sum out exactly (see `inference.enumeration`).
 
     Returns:
       An `InclusiveKLObjective` with `.importance()`.
@@ -83,4 +94,4 @@ def klpq(meta_bn, observed, latent=None, axis=None, variational=None) -> Inclusi
       >>> q = build_q(params, x, n_particles=10).observe(key)
       >>> q_cost = jnp.mean(klpq(model, {"x": x}, variational=q, axis=0).importance())
     """
-    return InclusiveKLObjective(meta_bn, observed, latent, axis, variational)
+    return InclusiveKLObjective(meta_bn, observed, latent, axis, variational, enumerate=enumerate)

@@ -21,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from ppl import checks, keys
+from ppl import checks, keys, substitution
 from ppl.distributions import Distribution, check_group_ndims, check_sample_dtype, resolve_reparameterized
 from ppl.keys import node_key
 from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES, NodeSpec
+from ppl.substitution import NodeSite
 from ppl.tensors import DeterministicTensor, StochasticTensor
 
 __all__ = ["BayesianNet", "StochasticTensor", "DeterministicTensor", "node_key"]
@@ -101,6 +102,7 @@ class BayesianNet:
         self._nodes: dict[str, StochasticTensor | DeterministicTensor] = {}
         self._digests: dict[tuple[int, int], str] = {}
         self._log_joint_fn: Callable[[BayesianNet], jax.Array] | None = None
+        self._meta_bn = None          # set by MetaBayesianNet.observe, for rebuild()
 
     # ---------------------------------------------------------------- node creation
     def stochastic(self, name: str, distribution: dist.Distribution | Distribution, *,
@@ -123,7 +125,8 @@ class BayesianNet:
 
         Returns:
           The node's value: the observation if `name` is observed, else a sample of shape
-          `[n_samples, *B, *E]` (`[*B, *E]` when `n_samples` is None).
+          `[n_samples, *B, *E]` (`[*B, *E]` when `n_samples` is None); inside a
+          `ppl.substitute` block, the value the block gives the node, if any.
 
         Raises:
           ValueError: a duplicate name; `group_ndims` larger than the rank of B; an observation
@@ -151,13 +154,17 @@ class BayesianNet:
         dtype = check_sample_dtype(where, distribution, dtype)
         sample_shape = () if n_samples is None else (n_samples,)
         expected = sample_shape + tuple(distribution.batch_shape) + tuple(distribution.event_shape)
-        if name in self._observed:
+        is_observed = name in self._observed
+        value = None
+        if is_observed:
             value = checks.check_observation(name, self._observed[name], distribution, expected,
                                              self._out_of_support, float_indices=_is_float(dtype))
-            is_observed = True
-        else:
+        if substitution.is_active():
+            site = NodeSite(name, distribution, value, expected, is_observed, n_samples, group_ndims, dtype)
+            value = _first(substitution.replacement(site), value)
+            value = None if value is None else jnp.asarray(value)
+        if value is None:
             value = self._sample(name, distribution, sample_shape, is_reparameterized, dtype)
-            is_observed = False
         self._nodes[name] = StochasticTensor(
             name, value, distribution, group_ndims=group_ndims, n_samples=n_samples,
             is_observed=is_observed, is_reparameterized=is_reparameterized,
@@ -184,6 +191,9 @@ class BayesianNet:
         if name in self._observed:
             raise ValueError(f"node {name!r} is deterministic and cannot be observed")
         value = jnp.asarray(value)
+        if substitution.is_active():
+            site = NodeSite(name, None, value, value.shape, False)
+            value = jnp.asarray(_first(substitution.replacement(site), value))
         self._nodes[name] = DeterministicTensor(name, value)
         return value
 
@@ -305,6 +315,22 @@ class BayesianNet:
     def default_log_joint(self) -> jax.Array:
         """The sum of every stochastic node's `log_prob`, ignoring any `log_joint_fn` override."""
         return sum_log_probs({name: node.log_prob for name, node in self.stochastic_nodes().items()})
+
+    def rebuild(self) -> BayesianNet:
+        """Runs the builder that made this net again, with the same key and observations.
+
+        The same key gives the same samples; inside a `ppl.substitute` block, the net is rebuilt
+        with some node values replaced (this is how `inference` evaluates a variational net at
+        each value of an enumerated latent).
+
+        Raises:
+          ValueError: the net was not made by `MetaBayesianNet.observe`.
+        """
+        if self._meta_bn is None:
+            raise ValueError("this BayesianNet was not made by MetaBayesianNet.observe, so it cannot be "
+                             "rebuilt: build it with a @ppl.meta_bayesian_net builder, e.g. "
+                             "build_q(...).observe(key)")
+        return self._meta_bn.observe(self._key, **self._observed)
 
     def __repr__(self) -> str:
         return f"BayesianNet({list(self._nodes)})"

@@ -32,7 +32,7 @@ from ppl import numpyro_extras
 from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES
 
 __all__ = ["Distribution", "log_prob_with_group_ndims", "check_group_ndims", "resolve_reparameterized",
-           "check_sample_dtype"]
+           "check_sample_dtype", "support_values"]
 
 
 def log_prob_with_group_ndims(distribution: dist.Distribution, value: jax.Array, group_ndims: int,
@@ -87,6 +87,45 @@ def check_sample_dtype(where: str, distribution: dist.Distribution, dtype: Any):
     if dtype.kind not in "iuf":
         raise TypeError(f"{where}: dtype must be an integer or float dtype, got {dtype}")
     return dtype
+
+
+def support_values(where: str, distribution: dist.Distribution, dtype: Any = None) -> jax.Array:
+    """Every value a finite discrete distribution can take, in order, one per leading row.
+
+    Args:
+      where: what to name in errors (e.g. "node 'y'").
+      distribution: a numpyro distribution with a finite support (`has_enumerate_support`):
+        categorical, one-hot categorical, Bernoulli, binomial, ...
+      dtype: the dtype to cast the values to (a node's `dtype=`), or None for the distribution's.
+
+    Returns:
+      shape `[K, *event_shape]`: the K values (the batch axes are not repeated).
+
+    Raises:
+      ValueError: a continuous distribution, or a discrete one whose support is not finite
+        (Poisson, geometric, ...) or cannot be listed (a binomial whose `total_count` is traced).
+
+    Example:
+      >>> support_values("node 'y'", dist.CategoricalLogits(jnp.zeros([5, 3])))
+      Array([0, 1, 2], dtype=int32)
+    """
+    name = type(distribution).__name__
+    if not getattr(distribution.support, "is_discrete", False):
+        raise ValueError(f"{where} follows {name}, a continuous distribution: only discrete nodes with "
+                         "a finite support (categorical, one-hot categorical, Bernoulli, ...) can be "
+                         "enumerated")
+    if not distribution.has_enumerate_support:
+        raise ValueError(f"{where} follows {name}, whose support is not finite: it cannot be "
+                         "enumerated (only nodes with a finite support: categorical, one-hot "
+                         "categorical, Bernoulli, binomial, ...)")
+    try:
+        values = jnp.asarray(distribution.enumerate_support(expand=False))
+    except (NotImplementedError, TypeError, ValueError, jax.errors.ConcretizationTypeError) as error:
+        raise ValueError(f"{where}: the support of {name} cannot be listed here: {error}") from None
+    n_batch = len(distribution.batch_shape)
+    event = values.shape[1 + n_batch:]
+    values = values.reshape(values.shape[:1] + event)
+    return values if dtype is None else values.astype(dtype)
 
 
 def _is_int(x) -> bool:

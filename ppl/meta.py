@@ -110,7 +110,20 @@ class MetaBayesianNet:
             raise ValueError(f"observed {unknown} but the model {self.name!r} has no such node; "
                              f"its nodes are {list(bn)}")
         bn._log_joint_fn = self._log_joint_fn
+        bn._meta_bn = self
         return bn
+
+    def render(self, /, **observed: Any):
+        """The graph of this model (see `ppl.render`): `self.render(x=x).save("model.svg")`.
+
+        Args:
+          **observed: node name -> value (observed nodes are shaded).
+
+        Returns:
+          A `ppl.ModelGraph`; `.source` is its DOT text.
+        """
+        from ppl.graph import render
+        return render(self, **observed)
 
     @property
     def name(self) -> str:

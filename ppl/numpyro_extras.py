@@ -102,13 +102,22 @@ class OneHotCategorical(_SimplexLogitsDistribution):
     """
 
     support = one_hot
-    has_enumerate_support = False
+    has_enumerate_support = True
 
     def sample(self, key, sample_shape=()):
         """See `numpyro.distributions.Distribution.sample`."""
         shape = tuple(sample_shape) + self.batch_shape
         index = jax.random.categorical(key, self.logits, axis=-1, shape=shape)
         return jax.nn.one_hot(index, self.n_categories, dtype=jnp.int32)
+
+    def enumerate_support(self, expand=True):
+        """The K one-hot vectors, shape `[K, *batch, K]` (`[K, 1, ..., 1, K]` without `expand`).
+
+        See `numpyro.distributions.Distribution.enumerate_support`.
+        """
+        k = self.n_categories
+        values = jnp.eye(k, dtype=jnp.int32).reshape((k,) + (1,) * len(self.batch_shape) + (k,))
+        return jnp.broadcast_to(values, (k,) + self.batch_shape + (k,)) if expand else values
 
     @validate_sample
     def log_prob(self, value):
