@@ -5,7 +5,7 @@ Bernoulli(logits = decoder(z)), q(z | x) = N(mean, exp(logstd)^2) from the encod
 (SGVB) ELBO averaged over the batch, Adam 1e-3. The parameter pytree is exactly
 `models.vae.init_params`'s (`{"encoder": [...], "decoder": [...]}`, lists of `{"w", "b"}` layers,
 the encoder's output split as `[mean | logstd]`), and the reparameterisation noise is drawn with
-the same key as the DSL draws node "z" (`fold_in(key, crc32("z"))`), so the same parameters and key
+the same key as the DSL draws node "z" (`ppl.node_key(key, "z")`), so the same parameters and key
 give the same loss and gradients up to float rounding. This is what an experienced JAX user writes
 by hand: log q(z | x) is computed from the noise `eps` directly (`-eps^2 / 2 - logstd - log(2 pi)/2`),
 which is the same function of the parameters as the DSL's `Normal(mean, std).log_prob(z)`.
@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import functools
 import math
-import zlib
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from ppl import node_key  # only the key derivation, so both programs draw the same noise
+
 __all__ = ["evaluate", "log_weights", "loss_fn", "make_epoch", "make_train_step"]
 
 _LOG_2PI = math.log(2 * math.pi)
-_Z_NODE = zlib.crc32(b"z")  # the DSL draws node "z" with fold_in(key, crc32("z"))
 
 
 def _mlp(layers: list[dict], x: jax.Array) -> jax.Array:
@@ -43,7 +43,7 @@ def log_weights(params: dict, key: jax.Array, x: jax.Array, n_particles: int) ->
 
     Args:
       params: `models.vae.init_params` layout.
-      key: a JAX PRNG key (the noise uses `fold_in(key, crc32("z"))`, as the DSL does).
+      key: a JAX PRNG key (the noise uses `ppl.node_key(key, "z")`, as the DSL does).
       x: binary digits `[n, x_dim]`.
       n_particles: samples per digit.
 
@@ -53,7 +53,7 @@ def log_weights(params: dict, key: jax.Array, x: jax.Array, n_particles: int) ->
     z_dim = params["decoder"][0]["w"].shape[0]
     h = _mlp(params["encoder"], x)
     mean, logstd = h[..., :z_dim], h[..., z_dim:]
-    eps = jax.random.normal(jax.random.fold_in(key, _Z_NODE), (n_particles, *mean.shape))
+    eps = jax.random.normal(node_key(key, "z"), (n_particles, *mean.shape))
     z = mean + eps * jnp.exp(logstd)
     logits = _mlp(params["decoder"], z)
     log_px_z = jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)

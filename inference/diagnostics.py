@@ -1,7 +1,10 @@
-"""MCMC diagnostics: effective sample size, split R-hat, a summary table, export to ArviZ.
+"""MCMC diagnostics: effective sample size, R-hat, a summary table (and `to_arviz`, re-exported).
 
 All functions take samples with the chain and draw axes first, `[n_chains, n_samples, ...]`, and
-work on host (numpy) arrays after sampling; trailing axes are diagnosed element by element.
+work on host (numpy) arrays after sampling; trailing axes are diagnosed element by element. Draws
+that are not finite, and chains that are stuck (constant), give NaN (R-hat: +inf when the chains
+are stuck at different values) rather than a number that looks fine: the estimators' formulas
+would otherwise return, e.g., an ESS of M N log10(M N) for four constant chains.
 
 References:
   Geyer, `Practical Markov Chain Monte Carlo <https://doi.org/10.1214/ss/1177011137>`_,
@@ -9,7 +12,9 @@ References:
   Gelman, Carlin, Stern, Dunson, Vehtari and Rubin, Bayesian Data Analysis, 3rd ed., 2013,
   section 11.4-11.5 (split R-hat, multi-chain ESS);
   Stan Reference Manual, `Effective sample size
-  <https://mc-stan.org/docs/reference-manual/analysis.html>`_.
+  <https://mc-stan.org/docs/reference-manual/analysis.html>`_;
+  Vehtari, Gelman, Simpson, Carpenter and Bürkner, `Rank-normalization, folding, and localization:
+  an improved R-hat for assessing convergence of MCMC <https://arxiv.org/abs/1903.08008>`_, 2021.
 """
 
 from __future__ import annotations
@@ -18,15 +23,35 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from inference.arviz_export import to_arviz
+
 __all__ = ["autocovariance", "effective_sample_size", "rhat", "summary", "print_summary", "to_arviz"]
 
 
 def _check_chains(x, name="samples", min_samples=2) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     if x.ndim < 2 or x.shape[1] < min_samples:
         raise ValueError(f"{name} must have shape [n_chains, n_samples, ...] with n_samples >= "
                          f"{min_samples}, got {x.shape}")
     return x
+
+
+def _degenerate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per trailing element: (any draw not finite, every chain constant, all draws equal).
+
+    A chain is constant when its draws differ by at most 16 units in the last place of its dtype
+    (exact equality for integers and booleans): such a chain carries no information about the
+    distribution, whatever its autocorrelation estimate says.
+    """
+    is_float = np.issubdtype(x.dtype, np.floating)
+    eps = 16 * np.finfo(x.dtype).eps if is_float else 0.0
+    x = x.astype(np.float64)
+    is_nonfinite = ~np.all(np.isfinite(x), axis=(0, 1))
+    with np.errstate(invalid="ignore"):
+        scale = np.max(np.abs(x), axis=1)
+        is_chain_constant = np.ptp(x, axis=1) <= eps * scale
+        is_all_equal = np.ptp(x.reshape(-1, *x.shape[2:]), axis=0) <= eps * np.max(scale, axis=0)
+    return is_nonfinite, np.all(is_chain_constant, axis=0) & ~is_nonfinite, is_all_equal & ~is_nonfinite
 
 
 def autocovariance(x: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -47,83 +72,160 @@ def autocovariance(x: np.ndarray, axis: int = 1) -> np.ndarray:
     return np.moveaxis(acov, -1, axis)
 
 
-def effective_sample_size(samples) -> np.ndarray:
-    """Multi-chain effective sample size with Geyer's initial monotone sequence.
+def _geyer_ess(x: np.ndarray) -> np.ndarray:
+    """Multi-chain ESS of `[n_chains, n, ...]` float64 draws, Stan's estimator, vectorised.
 
-    .. math::
-      \\hat\\rho_t = 1 - \\frac{W - \\tfrac1M \\sum_m \\hat\\gamma_{t,m}}{\\widehat{\\mathrm{var}}^+},\\quad
-      \\hat\\tau = -1 + 2 \\sum_{k} (\\hat\\rho_{2k} + \\hat\\rho_{2k+1}),\\quad
-      \\mathrm{ESS} = M N / \\hat\\tau
-
-    where the paired sums are cut at the first negative one and made monotone (Geyer 1992).
-
-    Args:
-      samples: `[n_chains, n_samples, ...]`, n_samples >= 4.
-
-    Returns:
-      ESS, shape `[...]` (the trailing axes), in draws.
-
-    Raises:
-      ValueError: fewer than two axes or fewer than 4 draws.
+    Autocorrelations are combined across chains (Stan's rho_t), summed in pairs up to the first
+    non-positive pair (Geyer's initial positive sequence, with the last pair's even term), made
+    monotone, and tau is bounded below by 1 / log10(M N) (so ESS <= M N log10(M N)).
     """
-    x = _check_chains(samples, min_samples=4)
     n_chains, n = x.shape[:2]
     acov = autocovariance(x, axis=1)
-    within = np.mean(acov[:, 0], axis=0) * n / (n - 1)      # W: mean of the chains' unbiased variances
+    within = np.mean(acov[:, 0], axis=0) * n / (n - 1)         # W, the mean unbiased chain variance
     var_plus = within * (n - 1) / n
     if n_chains > 1:
         var_plus = var_plus + np.var(np.mean(x, axis=1), axis=0, ddof=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         rho = 1.0 - (within - np.mean(acov, axis=0)) / var_plus
     rho[0] = 1.0
-    n_pairs = n // 2
-    pairs = rho[0:2 * n_pairs:2] + rho[1:2 * n_pairs:2]
-    is_positive = np.cumprod(pairs > 0, axis=0).astype(bool)   # initial positive sequence
-    pairs = np.where(is_positive, pairs, 0.0)
-    pairs = np.minimum.accumulate(pairs, axis=0)               # initial monotone sequence
-    tau = -1.0 + 2.0 * np.sum(pairs, axis=0)
-    tau = np.maximum(tau, 1.0 / np.log10(n_chains * n))       # as Stan: ESS <= M N log10(M N)
-    return np.where(np.isfinite(tau), n_chains * n / tau, np.nan)
+    k_max = max(0, -(-(n - 2) // 2) - 1)                         # pairs Stan's loop can examine
+    pairs = rho[0:2 * k_max + 1:2] + rho[1:2 * k_max + 2:2]      # P_k = rho_2k + rho_2k+1, k <= k_max
+    index = np.arange(k_max + 1).reshape(-1, *([1] * (x.ndim - 2)))
+    is_stop = (index >= 1) & (pairs <= 0)
+    stop = np.where(np.any(is_stop, axis=0), np.argmax(is_stop, axis=0), k_max)
+    monotone = np.minimum.accumulate(pairs, axis=0)
+    full = np.sum(np.where(index < stop, monotone, 0.0), axis=0)
+    even = np.take_along_axis(rho[0:2 * k_max + 1:2], stop[None], axis=0)[0]
+    last = np.take_along_axis(pairs, stop[None], axis=0)[0]
+    half = np.where((even > 0) | (last >= 0), even, 0.0)
+    tau = np.maximum(-1.0 + 2.0 * full + half, 1.0 / np.log10(n_chains * n))
+    return np.where(np.all(np.isfinite(rho), axis=0), n_chains * n / tau, np.nan)
 
 
-def rhat(samples) -> np.ndarray:
-    """Split R-hat: each chain cut in two halves, then the potential scale reduction factor.
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    """`[M, N, ...]` -> `[2M, N // 2, ...]`: every chain's first and last halves (a middle draw dropped)."""
+    half = x.shape[1] // 2
+    return np.concatenate([x[:, :half], x[:, x.shape[1] - half:]], axis=0)
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalised draws: normal quantiles of the pooled ranks, (r - 3/8) / (S + 1/4) (Blom 1958)."""
+    from scipy import special, stats
+    flat = x.reshape(-1, *x.shape[2:])
+    ranks = stats.rankdata(flat, method="average", axis=0)
+    return special.ndtri((ranks - 0.375) / (flat.shape[0] + 0.25)).reshape(x.shape)
+
+
+def _gelman_rubin(x: np.ndarray) -> np.ndarray:
+    """sqrt(((N - 1) / N W + B / N) / W) for chains `[M, N, ...]`."""
+    n = x.shape[1]
+    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
+    between = n * np.var(np.mean(x, axis=1), axis=0, ddof=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sqrt(((n - 1) / n * within + between / n) / within)
+
+
+def _masked(values: np.ndarray, is_nonfinite, is_constant) -> np.ndarray:
+    return np.where(is_nonfinite | is_constant, np.nan, values)
+
+
+_ESS_METHODS = ("standard", "bulk", "tail")
+
+
+def effective_sample_size(samples, method: str = "standard") -> np.ndarray:
+    """Multi-chain effective sample size (Geyer's initial monotone sequence, as in Stan and ArviZ).
+
+    .. math::
+      \\hat\\rho_t = 1 - \\frac{W - \\tfrac1M \\sum_m \\hat\\gamma_{t,m}}{\\widehat{\\mathrm{var}}^+},\\quad
+      \\hat\\tau = -1 + 2 \\sum_{k} (\\hat\\rho_{2k} + \\hat\\rho_{2k+1}),\\quad
+      \\mathrm{ESS} = M N / \\hat\\tau
+
+    Elements whose draws are not all finite, or whose every chain is constant (stuck: no
+    within-chain variation), get NaN: there is no valid estimate. ESS can exceed the number of
+    draws only for antithetic chains (negative autocorrelation, e.g. HMC on a near-Gaussian
+    target); it is bounded by M N log10(M N), as in Stan.
+
+    Args:
+      samples: `[n_chains, n_samples, ...]`, n_samples >= 4.
+      method: "standard" (the chains as they are; NumPyro's `effective_sample_size` and ArviZ's
+        method "identity"), "bulk" (rank-normalised split chains) or "tail" (the smaller of the
+        split-chain ESS of the 5% and 95% quantile indicators), the last two as ArviZ's `ess`.
+
+    Returns:
+      ESS, shape `[...]` (the trailing axes), in draws.
+
+    Raises:
+      ValueError: fewer than two axes, fewer than 4 draws, or an unknown method.
+
+    References:
+      Geyer, `Practical Markov Chain Monte Carlo <https://doi.org/10.1214/ss/1177011137>`_, 1992;
+      Vehtari, Gelman, Simpson, Carpenter and Bürkner, `Rank-normalization, folding, and
+      localization: an improved R-hat <https://arxiv.org/abs/1903.08008>`_, 2021.
+    """
+    if method not in _ESS_METHODS:
+        raise ValueError(f"method must be one of {_ESS_METHODS}, got {method!r}")
+    x = _check_chains(samples, min_samples=4)
+    is_nonfinite, is_constant, _ = _degenerate(x)
+    x = np.where(np.isfinite(x), x, 0.0).astype(np.float64)
+    if method == "standard":
+        ess = _geyer_ess(x)
+    elif method == "bulk":
+        ess = _geyer_ess(_z_scale(_split_chains(x)))
+    else:
+        ess = np.minimum(*(_geyer_ess(_split_chains(x <= np.quantile(x, q, axis=(0, 1))).astype(np.float64))
+                           for q in (0.05, 0.95)))
+    return _masked(ess, is_nonfinite, is_constant)
+
+
+def rhat(samples, method: str = "split") -> np.ndarray:
+    """Potential scale reduction factor: split R-hat, or its rank-normalised version.
 
     .. math::
       \\hat R = \\sqrt{\\frac{\\tfrac{N-1}{N} W + \\tfrac1N B}{W}}
 
-    with W the mean within-half variance and B / N the variance of the half means.
+    with W the mean within-half variance and B / N the variance of the half means. NaN when a draw
+    is not finite or when all draws are equal; +inf when every chain is stuck at its own constant.
 
     Args:
       samples: `[n_chains, n_samples, ...]`, n_samples >= 4.
+      method: "split" (each chain cut in two halves; NumPyro's `split_gelman_rubin`) or "rank"
+        (the larger of the split R-hats of the rank-normalised draws and of their folded
+        distances to the median; ArviZ's default, which also catches chains that differ in scale).
 
     Returns:
       R-hat, shape `[...]`; near 1 when the chains agree.
 
     Raises:
-      ValueError: fewer than two axes or fewer than 4 draws.
+      ValueError: fewer than two axes, fewer than 4 draws, or an unknown method.
+
+    References:
+      Gelman et al., Bayesian Data Analysis, 3rd ed., 2013, section 11.4; Vehtari et al. 2021 (above).
     """
+    if method not in ("split", "rank"):
+        raise ValueError(f"method must be 'split' or 'rank', got {method!r}")
     x = _check_chains(samples, min_samples=4)
-    half = x.shape[1] // 2
-    x = np.concatenate([x[:, :half], x[:, -half:]], axis=0)
-    chain_means = np.mean(x, axis=1)
-    within = np.mean(np.var(x, axis=1, ddof=1), axis=0)
-    between = half * np.var(chain_means, axis=0, ddof=1)
-    var_plus = (half - 1) / half * within + between / half
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sqrt(var_plus / within)
+    is_nonfinite, _, is_all_equal = _degenerate(x)
+    split = _split_chains(np.where(np.isfinite(x), x, 0.0).astype(np.float64))
+    if method == "split":
+        value = _gelman_rubin(split)
+    else:
+        folded = np.abs(split - np.median(split.reshape(-1, *split.shape[2:]), axis=0))
+        value = np.maximum(_gelman_rubin(_z_scale(split)), _gelman_rubin(_z_scale(folded)))
+    return _masked(value, is_nonfinite, is_all_equal)
 
 
 def summary(samples: Mapping[str, Any], prob: float = 0.9) -> dict[str, dict[str, np.ndarray]]:
-    """Mean, sd, median, central `prob` interval, ESS and split R-hat of each latent.
+    """Mean, sd, median, central `prob` interval, ESS and R-hat of each latent.
 
     Args:
       samples: `{name: [n_chains, n_samples, ...]}`.
       prob: mass of the central interval (quantiles (1-prob)/2 and (1+prob)/2).
 
     Returns:
-      `{name: {"mean", "std", "median", "q_low", "q_high", "n_eff", "r_hat"}}`, each of the
-      latent's trailing shape.
+      `{name: {"mean", "std", "median", "q_low", "q_high", "n_eff", "r_hat", "ess_bulk",
+      "ess_tail", "r_hat_rank"}}`, each of the latent's trailing shape: `n_eff` and `r_hat` are the
+      standard ESS and split R-hat (NumPyro's columns), the last three the rank-normalised ones
+      (ArviZ's `summary`). NaN marks a latent whose draws are not finite or whose chains are stuck.
     """
     low, high = 50 * (1 - prob), 50 * (1 + prob)
     table = {}
@@ -134,6 +236,8 @@ def summary(samples: Mapping[str, Any], prob: float = 0.9) -> dict[str, dict[str
             "mean": flat.mean(0), "std": flat.std(0), "median": np.median(flat, 0),
             "q_low": np.percentile(flat, low, axis=0), "q_high": np.percentile(flat, high, axis=0),
             "n_eff": effective_sample_size(x), "r_hat": rhat(x),
+            "ess_bulk": effective_sample_size(x, "bulk"), "ess_tail": effective_sample_size(x, "tail"),
+            "r_hat_rank": rhat(x, "rank"),
         }
     return table
 
@@ -167,30 +271,3 @@ def print_summary(samples: Mapping[str, Any], prob: float = 0.9, n_divergences=N
     text = "\n".join(lines)
     print("\n" + text + "\n", file=file)
     return text
-
-
-def to_arviz(samples: Mapping[str, Any], info=None):
-    """Converts samples (and an `HMCSampleInfo`) to an ArviZ `InferenceData`.
-
-    Args:
-      samples: `{name: [n_chains, n_samples, ...]}`.
-      info: optional `inference.hmc.HMCSampleInfo`; its per-draw fields become `sample_stats`
-        (`acceptance_rate`, `diverging`, `energy`, `lp`).
-
-    Returns:
-      `arviz.InferenceData` with a `posterior` group.
-
-    Raises:
-      ImportError: ArviZ is not installed (`pip install arviz`, an optional dependency).
-    """
-    try:
-        import arviz
-    except ImportError as error:
-        raise ImportError("to_arviz needs ArviZ, an optional dependency: pip install arviz") from error
-    posterior = {name: np.asarray(value) for name, value in samples.items()}
-    sample_stats = None
-    if info is not None:
-        sample_stats = {"acceptance_rate": np.asarray(info.acceptance_rate),
-                        "diverging": np.asarray(info.is_divergent), "energy": np.asarray(info.energy),
-                        "lp": np.asarray(info.log_joint)}
-    return arviz.from_dict(posterior=posterior, sample_stats=sample_stats)

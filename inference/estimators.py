@@ -114,7 +114,7 @@ def reinforce_init(dtype=jnp.float32) -> ReinforceState:
 
 def reinforce(log_joint: jax.Array, log_q: jax.Array, state: ReinforceState, axis: int | None = None,
               variance_reduction: bool = True, baseline: jax.Array | None = None,
-              decay: float = 0.8) -> ReinforceResult:
+              decay: float = 0.8, weights: jax.Array | None = None) -> ReinforceResult:
     """Score-function (REINFORCE / NVIL) surrogate cost for the ELBO, with signal centering.
 
     The learning signal is `l = log p(x, z) - log q(z)`. The gradient of the cost is
@@ -146,6 +146,8 @@ def reinforce(log_joint: jax.Array, log_q: jax.Array, state: ReinforceState, axi
       decay: the moving-average decay in [0, 1): the weight the old average keeps at each update,
         `new = decay * old + (1 - decay) * mean(signal)`; about the last `1 / (1 - decay)` steps
         count (ZhuSuan's default 0.8, debiased like TensorFlow's `assign_moving_average`).
+      weights: optional non-negative weights of the signals in the moving average, broadcastable
+        to `log_joint` (e.g. q(y) of the values of an enumerated latent); None: equal weights.
 
     Returns:
       A `ReinforceResult(cost, baseline_cost, state)`; the state is unchanged when
@@ -180,11 +182,18 @@ def reinforce(log_joint: jax.Array, log_q: jax.Array, state: ReinforceState, axi
         n = state.n_updates
         correction = 1.0 - jnp.power(decay, n.astype(signal.dtype))
         centre = jnp.where(n > 0, state.moving_mean / jnp.where(n > 0, correction, 1.0), 0.0)
-        new_mean = decay * state.moving_mean + (1.0 - decay) * jnp.mean(signal)
+        new_mean = decay * state.moving_mean + (1.0 - decay) * _weighted_mean(signal, weights)
         state = ReinforceState(new_mean.astype(state.moving_mean.dtype), n + 1)
         signal = signal - _sg(centre)
     cost = _mean(-signal * log_q - log_joint, axis)
     return ReinforceResult(cost, baseline_cost, state)
+
+
+def _weighted_mean(x, weights):
+    if weights is None:
+        return jnp.mean(x)
+    weights = _sg(jnp.broadcast_to(weights, x.shape))
+    return jnp.sum(jnp.where(weights > 0, weights * x, 0.0)) / jnp.sum(weights)
 
 
 def iwae(log_joint: jax.Array, log_q: jax.Array, axis: int) -> jax.Array:

@@ -7,6 +7,10 @@ with a leading `[n_layers]` axis; layers are applied with `lax.scan`. Every flow
 function (key first) that returns its parameters.
 
 Shapes: `samples` is `[*batch, dim]` (the last axis is the event), `log_q` is `[*batch]`.
+
+ZhuSuan's names are here too: `planar_normalizing_flow(samples, log_probs, n_iters, params=...)`
+and `inv_autoregressive_flow(samples, hidden, log_probs, autoregressive_nn, n_iters, update)`, with
+the parameters explicit (JAX has no variable store for a flow to create its own).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["PlanarParams", "IAFParams", "init_planar", "planar", "init_iaf", "iaf", "made_masks"]
+__all__ = ["PlanarParams", "IAFParams", "init_planar", "planar", "init_iaf", "iaf", "made_masks",
+           "made_autoregressive_nn", "planar_normalizing_flow", "inv_autoregressive_flow"]
 
 
 class PlanarParams(NamedTuple):
@@ -196,20 +201,138 @@ def iaf(params: IAFParams, samples: jax.Array, log_q: jax.Array,
         raise ValueError(f"iaf: the parameters take a context of size {context_dim}, got "
                          f"{None if context is None else jnp.shape(context)}")
     log_q = jnp.broadcast_to(log_q, samples.shape[:-1])
-    mask_in, mask_out = (jnp.asarray(m) for m in made_masks(dim, hidden))
+    masks = tuple(jnp.asarray(m) for m in made_masks(dim, hidden))
 
     def step(carry, p):
         z, lq = carry
-        pre = z @ (p.w_in * mask_in) + p.b_in
-        if context is not None:
-            pre = pre + context @ p.w_context
-        act = jax.nn.elu(pre)
-        mean = act @ (p.w_mean * mask_out) + p.b_mean
-        gate = act @ (p.w_scale * mask_out) + p.b_scale
-        z = jax.nn.sigmoid(gate) * z + jax.nn.sigmoid(-gate) * mean
-        lq = lq - jnp.sum(jax.nn.log_sigmoid(gate), -1)
+        mean, gate = _made(p, z, context, masks)
+        z, lq = _gru_update(z, lq, mean, gate)
         return (jnp.flip(z, -1), lq), None
 
     (samples, log_q), _ = jax.lax.scan(step, (samples, log_q), params)
     n_layers = params.w_in.shape[0]
     return (jnp.flip(samples, -1) if n_layers % 2 else samples), log_q
+
+
+def _made(p: IAFParams, z: jax.Array, context: jax.Array | None, masks) -> tuple[jax.Array, jax.Array]:
+    """One MADE layer (parameters of one step): `(mean, gate)`, each `[*batch, dim]`."""
+    mask_in, mask_out = masks
+    pre = z @ (p.w_in * mask_in) + p.b_in
+    if context is not None:
+        pre = pre + context @ p.w_context
+    act = jax.nn.elu(pre)
+    return act @ (p.w_mean * mask_out) + p.b_mean, act @ (p.w_scale * mask_out) + p.b_scale
+
+
+def _gru_update(z, log_q, mean, gate):
+    """`z <- sigmoid(gate) z + (1 - sigmoid(gate)) mean`, with its log-determinant."""
+    z = jax.nn.sigmoid(gate) * z + jax.nn.sigmoid(-gate) * mean
+    return z, log_q - jnp.sum(jax.nn.log_sigmoid(gate), -1)
+
+
+def _normal_update(z, log_q, mean, scale):
+    """`z <- scale z + mean` (scale > 0), with its log-determinant."""
+    return scale * z + mean, log_q - jnp.sum(jnp.log(scale), -1)
+
+
+def made_autoregressive_nn(params: IAFParams):
+    """The MADE of `params` as ZhuSuan's `autoregressive_nn(name, id, z, hidden) -> (m, s)`.
+
+    Layer `id` of `params` maps `z` (and the context `hidden`, or None) to the mean `m` and the
+    gate `s` (before the sigmoid), for `inv_autoregressive_flow(..., update="gru")`; with
+    `n_iters = n_layers` that equals `iaf(params, ...)` up to the final order of the variables (see
+    `inv_autoregressive_flow`).
+
+    Args:
+      params: `IAFParams` with a leading `[n_layers]` axis.
+
+    Returns:
+      A function `(name, id, z, hidden) -> (m, s)`, each `[*batch, dim]`.
+    """
+    dim, hidden_size = params.w_in.shape[-2:]
+    masks = tuple(jnp.asarray(m) for m in made_masks(dim, hidden_size))
+
+    def autoregressive_nn(name, index, z, hidden):
+        del name
+        layer = jax.tree_util.tree_map(lambda a: a[index], params)
+        return _made(layer, z, hidden, masks)
+
+    return autoregressive_nn
+
+
+def planar_normalizing_flow(samples: jax.Array, log_probs: jax.Array, n_iters: int | None = None, *,
+                            params: PlanarParams | None = None) -> tuple[jax.Array, jax.Array]:
+    """ZhuSuan's `zs.planar_normalizing_flow(samples, log_probs, n_iters)`: see `planar`.
+
+    ZhuSuan created the flow's variables inside the call; here they are explicit: make them with
+    `init_planar(key, dim, n_layers=n_iters)` and pass them as `params`.
+
+    Args:
+      samples: `[*batch, dim]`.
+      log_probs: log q(samples), `[*batch]`.
+      n_iters: the number of planar layers; if given, it must match `params`.
+      params: `PlanarParams` (required).
+
+    Returns:
+      `(samples, log_probs)` after the flow, as `planar` returns them.
+
+    Raises:
+      TypeError: `params` missing.
+      ValueError: `n_iters` that does not match `params`, or see `planar`.
+    """
+    _check_params("planar_normalizing_flow", params, n_iters, "init_planar(key, dim, n_layers)")
+    return planar(params, samples, log_probs)
+
+
+def inv_autoregressive_flow(samples: jax.Array, hidden: jax.Array | None, log_probs: jax.Array,
+                            autoregressive_nn, n_iters: int, update: str = "normal"
+                            ) -> tuple[jax.Array, jax.Array]:
+    """ZhuSuan's `zs.inv_autoregressive_flow`: `n_iters` autoregressive steps, reversing the order.
+
+    Step `t` computes `(m, s) = autoregressive_nn("iaf", t, z, hidden)` and updates
+    `z <- s z + m` (`update="normal"`, `s > 0`) or `z <- sigmoid(s) z + (1 - sigmoid(s)) m`
+    (`update="gru"`), subtracting the log-determinant from `log_probs`; then it reverses the last
+    axis. As in ZhuSuan the result is left in the order of the last step (`iaf` restores the
+    original order). `autoregressive_nn` holds its parameters itself (a closure), e.g.
+    `made_autoregressive_nn(params)`; output `i` must depend only on inputs before `i`.
+
+    Args:
+      samples: `[*batch, dim]`.
+      hidden: the context passed to `autoregressive_nn` (or None).
+      log_probs: log q(samples), `[*batch]`.
+      autoregressive_nn: `(name, id, z, hidden) -> (m, s)`, each `[*batch, dim]`.
+      n_iters: the number of steps.
+      update: "normal" or "gru".
+
+    Returns:
+      `(samples, log_probs)` after the flow, shapes `[*batch, dim]` and `[*batch]`.
+
+    Raises:
+      ValueError: an unknown `update`, `n_iters < 1`, or samples and log-probabilities whose
+        shapes do not match.
+
+    References:
+      Kingma, Salimans, Jozefowicz, Chen, Sutskever and Welling, `Improving Variational Inference
+      with Inverse Autoregressive Flow <https://arxiv.org/abs/1606.04934>`_, 2016.
+    """
+    if update not in ("normal", "gru"):
+        raise ValueError(f"inv_autoregressive_flow: update must be 'normal' or 'gru', got {update!r}")
+    if not isinstance(n_iters, int) or n_iters < 1:
+        raise ValueError(f"inv_autoregressive_flow: n_iters must be a positive int, got {n_iters!r}")
+    _check("inv_autoregressive_flow", samples, log_probs, jnp.shape(samples)[-1])
+    step = _gru_update if update == "gru" else _normal_update
+    z, log_q = samples, jnp.broadcast_to(log_probs, samples.shape[:-1])
+    for index in range(n_iters):
+        mean, scale = autoregressive_nn("iaf", index, z, hidden)
+        z, log_q = step(z, log_q, mean, scale)
+        z = jnp.flip(z, -1)
+    return z, log_q
+
+
+def _check_params(name, params, n_iters, how):
+    if params is None:
+        raise TypeError(f"{name}: give the flow's parameters as params= (JAX has no variable store "
+                        f"for the flow to create them): make them with {how}")
+    n_layers = jax.tree_util.tree_leaves(params)[0].shape[0]
+    if n_iters is not None and n_iters != n_layers:
+        raise ValueError(f"{name}: n_iters={n_iters}, but params hold {n_layers} layers")

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import jax
+import jax.numpy as jnp
 
 from inference import estimators
-from inference.objective import Latent, VariationalObjective, collect_latent
+from inference.objective import VariationalObjective
 
-__all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective",
-           "require_score_function"]
-
-
-def require_score_function(latent_nodes, estimator: str) -> None:
-    """Raises ValueError when a latent node is reparameterised (a score-function estimator needs
-    samples that carry no gradient)."""
-    for name, node in (latent_nodes or {}).items():
-        if node.is_reparameterized:
-            raise ValueError(f"{estimator} is a score-function estimator, but latent {name!r} "
-                             f"({type(node.distribution).__name__}) is reparameterised; build it with "
-                             "is_reparameterized=False")
+__all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective"]
 
 
 class ImportanceWeightedObjective(VariationalObjective):
@@ -28,11 +16,17 @@ class ImportanceWeightedObjective(VariationalObjective):
 
     A tighter lower bound of log p(x) than the ELBO, increasing with K and approaching log p(x).
     See `VariationalObjective` for the arguments and attributes; `axis` (the axis of the K
-    samples) is required.
+    samples) is required. The object stands for the bound as an array (`jnp.mean(iw)`,
+    `float(iw)`), as ZhuSuan's objectives were tensors of their value.
 
     .. math::
       \\mathcal{L}_K(x) = \\mathbb{E}\\Big[\\log \\frac{1}{K} \\sum_{k=1}^K
       \\frac{p(x, z_k)}{q(z_k)}\\Big] \\le \\log p(x)
+
+    With `enumerate`, each particle's weight sums the enumerated latents out:
+    `sum_y p(x, y, z_k) / q(z_k | y)` with z_k drawn for each y; for a latent of the variational
+    net q(y) cancels, so enumerating it is the same as enumerating it in the model (see
+    `inference.enumeration`).
 
     Raises:
       ValueError: `axis` is None, or see `VariationalObjective`.
@@ -42,20 +36,16 @@ class ImportanceWeightedObjective(VariationalObjective):
       <https://arxiv.org/abs/1509.00519>`_, 2015.
     """
 
-    def __init__(self, meta_bn, observed: Mapping[str, Any], variational=None,
-                 latent: Latent | None = None, axis: int | None = None):
-        if axis is None:
-            raise ValueError("the importance weighted objective is a multi-sample objective: give "
-                             "`axis`, the axis of the K samples")
-        super().__init__(meta_bn, observed, variational=variational, latent=latent, axis=axis)
-        self._meta_bn = meta_bn
-        self._observed = dict(observed)
-        self._latent = collect_latent(variational, latent)
+    requires_axis = True
+    name = "the importance weighted objective"
 
     @property
     def value(self) -> jax.Array:
         """The bound per data point (nats), `axis` reduced; to maximise."""
-        return -estimators.iwae(self.log_joint, self.log_q, self.axis)
+        return -self._cost()
+
+    def _cost(self) -> jax.Array:
+        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self.axis)
 
     def sgvb(self) -> jax.Array:
         """Surrogate cost for the reparameterised IWAE gradient (Burda et al., 2015); to minimise.
@@ -67,7 +57,7 @@ class ImportanceWeightedObjective(VariationalObjective):
           ValueError: a latent of the variational net is not reparameterised.
         """
         self._require_reparameterized("sgvb")
-        return estimators.iwae(self.log_joint, self.log_q, self.axis)
+        return self._cost()
 
     def vimco(self) -> jax.Array:
         """Surrogate cost for VIMCO, the score-function gradient with leave-one-out control variates.
@@ -78,9 +68,13 @@ class ImportanceWeightedObjective(VariationalObjective):
           The cost per data point, `axis` reduced; its value is `-value`.
 
         Raises:
-          ValueError: fewer than 2 samples along `axis`, or a reparameterised latent.
+          ValueError: fewer than 2 samples along `axis`, a reparameterised latent, or an enumerated
+            latent of the variational net (the values share their random numbers, so the density
+            of a particle's samples across the values, which VIMCO's score needs, is unknown;
+            enumerate it in the model instead, where q(y) cancels just the same).
         """
-        require_score_function(self.latent_nodes, "vimco")
+        self._require_no_enumerated_variational("vimco")
+        self._require_score_function("vimco")
         return estimators.vimco(self.log_joint, self.log_q, self.axis)
 
     def dreg(self) -> jax.Array:
@@ -99,39 +93,58 @@ class ImportanceWeightedObjective(VariationalObjective):
           The cost per data point, `axis` reduced; its value is `-value`.
 
         Raises:
-          ValueError: a latent that is not reparameterised or not built with `use_path_derivative`.
+          ValueError: a latent that is not reparameterised or not built with `use_path_derivative`;
+            an enumerated latent of the variational net (enumerate it in the model instead).
         """
+        self._require_no_enumerated_variational("dreg")
         self._require_reparameterized("dreg")
         for name, node in (self.latent_nodes or {}).items():
             if not node.use_path_derivative:
                 raise ValueError(f"dreg needs log q with stopped variational parameters, but latent "
                                  f"{name!r} was built with use_path_derivative=False; build it with "
                                  "use_path_derivative=True")
-        stopped = {name: jax.lax.stop_gradient(pair[0]) for name, pair in self._latent.items()}
-        log_joint_model = self._meta_bn.observe(**self._observed, **stopped).log_joint()
+        _, log_joint_model = self._log_joint_of(self.observed, self._latent_values(stop_gradient=True))
         return estimators.dreg(self.log_joint, self.log_q, self.axis, log_joint_model)
 
 
-def importance_weighted_objective(meta_bn, observed, variational=None, latent=None,
-                                  axis=None) -> ImportanceWeightedObjective:
+    def _require_no_enumerated_variational(self, estimator: str) -> None:
+        names = [name for name, node in self.enumerated.items() if node.is_variational]
+        if names:
+            raise ValueError(f"{estimator} with enumerated latents {names} of the variational net: the "
+                             "values share their random numbers, so the density of a particle's samples "
+                             "across the values is unknown. In this bound q(y) cancels: leave y out of "
+                             "the variational net and enumerate it in the model, or use sgvb")
+
+
+def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
+                                  variational=None, *, enumerate=None) -> ImportanceWeightedObjective:
     """The importance weighted objective of `meta_bn` given `observed` (ZhuSuan's function name).
 
+    ZhuSuan's `zs.variational.importance_weighted_objective(meta_bn, observed, latent=None,
+    axis=None, variational=None)`; `iw_objective` is its short name.
+
     Args:
-      meta_bn: the model, a `ppl.MetaBayesianNet`.
+      meta_bn: the model, a `ppl.MetaBayesianNet`, or a log-joint function of a dict of every
+        node's value (ZhuSuan's alternative).
       observed: `{name: value}` for the model's observed nodes.
+      latent: `{name: (samples, log_q)}`, or give `variational`.
+      axis: the axis of the K samples (required; checked against the latents' particle axis).
       variational: a sampled variational `ppl.BayesianNet` with K samples along `axis`.
-      latent: or `{name: (samples, log_q)}`.
-      axis: the axis of the K samples (required).
+      enumerate: names of finite discrete latents to sum out exactly (see `inference.enumeration`).
 
     Returns:
-      An `ImportanceWeightedObjective`: `.value`, `.sgvb()`, `.vimco()`, `.dreg()`.
+      An `ImportanceWeightedObjective`: `.value` (the object stands for it), `.sgvb()`, `.vimco()`,
+      `.dreg()`.
+
+    Raises:
+      See `inference.objective.VariationalObjective`.
 
     Example:
       >>> q = build_q(params, x, n_particles=50).observe(key)
       >>> iw = importance_weighted_objective(model, {"x": x}, variational=q, axis=0)
       >>> loss = jnp.mean(iw.sgvb())
     """
-    return ImportanceWeightedObjective(meta_bn, observed, variational=variational, latent=latent, axis=axis)
+    return ImportanceWeightedObjective(meta_bn, observed, latent, axis, variational, enumerate=enumerate)
 
 
 iw_objective = importance_weighted_objective

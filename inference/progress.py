@@ -5,16 +5,22 @@ over chains, so it fires once per step for all chains); every `every` steps it s
 number to the host with `jax.debug.callback`. With `bar=True` the callback goes to whichever
 `ProgressBar` is active (`with ProgressBar(...):`) when the program runs, so one compiled program
 serves every call: the bar is not part of what is compiled.
+
+`report_running(bar_id, step, sums, every)` does the same for a training loop: every `every` steps
+it sends the running means of the cost and metrics to the bar registered under `bar_id` (an
+array, so one compiled program serves every bar), which shows them as the bar's postfix.
 """
 
 from __future__ import annotations
 
+import itertools
+import threading
 from typing import Any
 
 import jax
 from jax import lax
 
-__all__ = ["ProgressBar", "progress_callback"]
+__all__ = ["ProgressBar", "progress_callback", "register_bar", "report_running", "unregister_bar"]
 
 _ACTIVE: list = [None]   # the active bar (callbacks run on XLA's host threads, so not thread-local)
 
@@ -30,7 +36,8 @@ class ProgressBar:
       is_enabled: whether to show anything.
     """
 
-    def __init__(self, total: int, description: str = "HMC", is_enabled: bool = True):
+    def __init__(self, total: int, description: str = "HMC", is_enabled: bool = True, initial: int = 0,
+                 unit: str = "it"):
         self.total = int(total)
         self._bar = None
         if is_enabled and total > 0:
@@ -39,7 +46,7 @@ class ProgressBar:
             except ImportError:  # tqdm is an optional dependency
                 tqdm = None
             if tqdm is not None:
-                self._bar = tqdm(total=self.total, desc=description)
+                self._bar = tqdm(total=self.total, desc=description, initial=int(initial), unit=unit)
 
     @property
     def is_enabled(self) -> bool:
@@ -52,6 +59,12 @@ class ProgressBar:
             step = min(int(step), self.total)
             if step > self._bar.n:
                 self._bar.update(step - self._bar.n)
+
+    def set_postfix(self, values: dict) -> None:
+        """Shows `{name: number}` after the bar (4 significant digits)."""
+        if self._bar is not None:
+            self._bar.set_postfix({name: f"{float(value):.4g}" for name, value in values.items()},
+                                  refresh=False)
 
     def close(self) -> None:
         """Closes the progress bar (a no-op when disabled)."""
@@ -89,3 +102,47 @@ def progress_callback(step: jax.Array, every: int, bar: ProgressBar | bool | Non
     target = bar.set if isinstance(bar, ProgressBar) else _report
     lax.cond((step + 1) % every == 0,
              lambda s: jax.debug.callback(target, s + 1), lambda s: None, step)
+
+
+_BARS: dict[int, ProgressBar] = {}
+_BAR_IDS = itertools.count(1)
+_BARS_LOCK = threading.Lock()
+
+
+def register_bar(bar: ProgressBar) -> int:
+    """Makes `bar` reachable from compiled code by the returned id (0 for a disabled bar)."""
+    if not bar.is_enabled:
+        return 0
+    with _BARS_LOCK:
+        bar_id = next(_BAR_IDS)
+        _BARS[bar_id] = bar
+    return bar_id
+
+
+def unregister_bar(bar_id: int) -> None:
+    """Forgets the bar registered under `bar_id` (callbacks for it are then ignored)."""
+    with _BARS_LOCK:
+        _BARS.pop(int(bar_id), None)
+
+
+def _show_running(bar_id, step, count, totals) -> None:
+    bar = _BARS.get(int(bar_id))
+    if bar is not None:
+        bar.set(step)
+        if int(count) > 0:
+            bar.set_postfix({name: total / count for name, total in totals.items()})
+
+
+def report_running(bar_id: jax.Array, step: jax.Array, sums: tuple, every: int) -> None:
+    """Inside a training scan: every `every` steps, move bar `bar_id` to `step + 1` and show the means.
+
+    Args:
+      bar_id: int array `[]` from `register_bar` (0 or an unknown id: nothing is shown).
+      step: the global step counter, int array `[]`.
+      sums: `(count, {name: total})`, the number of applied steps and the sums of each value over them.
+      every: report interval in steps (static, positive).
+    """
+    count, totals = sums
+    lax.cond((step + 1) % every == 0,
+             lambda: jax.debug.callback(_show_running, bar_id, step + 1, count, totals),
+             lambda: None)

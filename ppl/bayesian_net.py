@@ -2,8 +2,8 @@
 
 A model is a Python function that creates a `BayesianNet` and adds nodes to it. Each stochastic
 node is either observed (its value comes from `observed`) or sampled with a key derived from the
-node's name, so adding a node never changes the samples of another. The net is an ordinary Python
-value that lives inside one trace: nothing global survives a call.
+node's name alone (`node_key`), so adding a node never changes the samples of another. The net is an
+ordinary Python value that lives inside one trace: nothing global survives a call.
 
 References:
   Shi, Chen, Zhou, Zhuo, Zhu, Wang, Zhang, Song and Kang, `ZhuSuan: A Library for Bayesian Deep
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import zlib
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
@@ -22,87 +21,20 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from ppl.nodes import NODE_TABLE, NodeSpec
+from ppl import checks, keys, substitution
+from ppl.distributions import Distribution, check_group_ndims, check_sample_dtype, resolve_reparameterized
+from ppl.keys import node_key
+from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES, NodeSpec
+from ppl.substitution import NodeSite
+from ppl.tensors import DeterministicTensor, StochasticTensor
 
 __all__ = ["BayesianNet", "StochasticTensor", "DeterministicTensor", "node_key"]
-
-
-def node_key(key: jax.Array, name: str) -> jax.Array:
-    """The key a node named `name` draws with: `fold_in(key, crc32(name))`."""
-    return jax.random.fold_in(key, zlib.crc32(name.encode("utf-8")))
-
-
-def _sum_rightmost(x: jax.Array, n: int) -> jax.Array:
-    return jnp.sum(x, axis=tuple(range(-n, 0))) if n > 0 else x
-
-
-class StochasticTensor:
-    """A stochastic node: its name, value, distribution and log-density.
-
-    Attributes:
-      name: the node's name in its `BayesianNet`.
-      value: `jax.Array` of shape `[n_samples, *batch_shape, *event_shape]` (no leading axis when
-        `n_samples` is None), or the observation as given (broadcastable to that shape).
-      distribution: the `numpyro.distributions.Distribution` the node follows.
-      group_ndims: how many rightmost batch axes `log_prob` sums over (they form one event).
-      n_samples: the number of samples drawn along a new leading axis, or None.
-      is_observed: whether `value` came from the observations.
-      is_reparameterized: whether gradients flow through a sampled `value` to the parameters.
-      use_path_derivative: whether `log_prob` stops gradients to the distribution's parameters
-        (the "sticking the landing" estimator of Roeder, Wu and Duvenaud, 2017).
-      log_prob: `distribution.log_prob(value)` summed over the last `group_ndims` batch axes,
-        shape `[n_samples, *batch_shape[:len(batch_shape) - group_ndims]]`; computed on first use.
-    """
-
-    def __init__(self, name: str, value: jax.Array, distribution: dist.Distribution, *,
-                 group_ndims: int, n_samples: int | None, is_observed: bool,
-                 is_reparameterized: bool, use_path_derivative: bool):
-        self.name = name
-        self.value = value
-        self.distribution = distribution
-        self.group_ndims = group_ndims
-        self.n_samples = n_samples
-        self.is_observed = is_observed
-        self.is_reparameterized = is_reparameterized
-        self.use_path_derivative = use_path_derivative
-        self._log_prob = None
-
-    @property
-    def log_prob(self) -> jax.Array:
-        """The node's log-density with `group_ndims` applied (see the class docstring)."""
-        if self._log_prob is None:
-            distribution = self.distribution
-            if self.use_path_derivative:
-                distribution = jax.tree_util.tree_map(jax.lax.stop_gradient, distribution)
-            self._log_prob = _sum_rightmost(distribution.log_prob(self.value), self.group_ndims)
-        return self._log_prob
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """The shape of `value`."""
-        return tuple(jnp.shape(self.value))
-
-    @property
-    def dtype(self):
-        """The dtype of `value`."""
-        return jnp.result_type(self.value)
-
-    def __repr__(self) -> str:
-        kind = "observed" if self.is_observed else "sampled"
-        return (f"StochasticTensor({self.name!r}, {type(self.distribution).__name__}, {kind}, "
-                f"shape={self.shape}, group_ndims={self.group_ndims}, n_samples={self.n_samples})")
-
-
-class DeterministicTensor(NamedTuple):
-    """A deterministic node: a named value computed from other nodes."""
-
-    name: str
-    value: jax.Array
 
 
 class _Context(NamedTuple):
     observed: Mapping[str, Any]
     key: jax.Array | None
+    out_of_support: str | None
 
 
 _CONTEXT = threading.local()
@@ -118,10 +50,13 @@ class observe_context:
     """Makes `observed` and `key` the defaults of every `BayesianNet()` created inside the block.
 
     Used by `MetaBayesianNet.observe`; a builder function writes a plain `ppl.BayesianNet()`.
+    `out_of_support` is the model's own mode for out-of-support observations (None: the setting
+    in force, see `ppl.set_out_of_support`).
     """
 
-    def __init__(self, observed: Mapping[str, Any], key: jax.Array | None):
-        self._context = _Context(dict(observed), key)
+    def __init__(self, observed: Mapping[str, Any], key: jax.Array | None,
+                 out_of_support: str | None = None):
+        self._context = _Context(dict(observed), key, out_of_support)
 
     def __enter__(self):
         _context_stack().append(self._context)
@@ -139,14 +74,15 @@ class BayesianNet:
     under `MetaBayesianNet.observe(key, **observed)`, the net takes its observations and key from
     there. It can also be created directly with `BayesianNet(observed={...}, key=key)`.
 
-    Node helpers (`bn.normal`, `bn.bernoulli`, ... one per entry of `ppl.nodes.NODE_TABLE`) keep
-    ZhuSuan's parameter names, take `group_ndims` and `n_samples`, and return the node's value as a
+    Node helpers (`bn.normal`, `bn.bernoulli`, ... one per entry of `ppl.nodes.NODE_TABLE`, plus
+    ZhuSuan's alternative names such as `bn.gumbel_softmax`) keep ZhuSuan's parameter names, take
+    `group_ndims` and `n_samples` (and `dtype` for discrete nodes), and return the node's value as a
     plain `jax.Array`; `bn[name]` returns the `StochasticTensor` record.
 
     Args:
       observed: maps node names to observed values.
       key: a JAX PRNG key for the nodes that must be sampled; node `name` draws with
-        `fold_in(key, crc32(name))`. May be None when every stochastic node is observed.
+        `node_key(key, name)`. May be None when every stochastic node is observed.
 
     Example:
       >>> bn = BayesianNet(key=jax.random.key(0))
@@ -157,65 +93,92 @@ class BayesianNet:
 
     def __init__(self, observed: Mapping[str, Any] | None = None, key: jax.Array | None = None):
         stack = _context_stack()
+        model_mode = None
         if observed is None and key is None and stack:
-            observed, key = stack[-1].observed, stack[-1].key
+            observed, key, model_mode = stack[-1]
         self._observed = dict(observed or {})
         self._key = key
+        self._out_of_support = checks.get_out_of_support(model_mode)
         self._nodes: dict[str, StochasticTensor | DeterministicTensor] = {}
+        self._digests: dict[tuple[int, int], str] = {}
         self._log_joint_fn: Callable[[BayesianNet], jax.Array] | None = None
+        self._meta_bn = None          # set by MetaBayesianNet.observe, for rebuild()
 
     # ---------------------------------------------------------------- node creation
-    def stochastic(self, name: str, distribution: dist.Distribution, *, group_ndims: int = 0,
-                   n_samples: int | None = None, is_reparameterized: bool | None = None,
-                   use_path_derivative: bool = False) -> jax.Array:
-        """Adds a stochastic node following any `numpyro.distributions.Distribution`.
+    def stochastic(self, name: str, distribution: dist.Distribution | Distribution, *,
+                   group_ndims: int | None = None, n_samples: int | None = None,
+                   is_reparameterized: bool | None = None, use_path_derivative: bool | None = None,
+                   dtype=None) -> jax.Array:
+        """Adds a stochastic node following a numpyro distribution or a ZhuSuan-style one.
 
         Args:
           name: the node's name, unique in this net.
-          distribution: a numpyro distribution with `batch_shape` B and `event_shape` E.
-          group_ndims: how many rightmost axes of B the node's `log_prob` sums over.
+          distribution: a numpyro distribution with `batch_shape` B and `event_shape` E, or a
+            `ppl.distributions.Distribution` (its `group_ndims`, `is_reparameterized`,
+            `use_path_derivative` and `dtype` are used; those given here override them).
+          group_ndims: how many rightmost axes of B the node's `log_prob` sums over (default 0).
           n_samples: if an int, draw that many samples along a new leading axis.
           is_reparameterized: whether gradients flow through a sampled value; defaults to
             `distribution.has_rsample`. False stops gradients through the sample.
           use_path_derivative: evaluate `log_prob` with stopped distribution parameters.
+          dtype: for a discrete distribution, the dtype samples are cast to.
 
         Returns:
           The node's value: the observation if `name` is observed, else a sample of shape
-          `[n_samples, *B, *E]` (`[*B, *E]` when `n_samples` is None).
+          `[n_samples, *B, *E]` (`[*B, *E]` when `n_samples` is None); inside a
+          `ppl.substitute` block, the value the block gives the node, if any.
 
         Raises:
           ValueError: a duplicate name; `group_ndims` larger than the rank of B; an observation
-            whose shape does not broadcast with `[n_samples, *B, *E]`; a node that must be sampled
-            but the net has no key.
-          TypeError: an observation of the wrong kind (complex, or a float for an integer-valued
-            node), or `is_reparameterized=True` for a distribution that cannot be reparameterised.
+            whose shape does not broadcast with `[n_samples, *B, *E]`, or (when concrete) holds NaN
+            or inf, or lies outside the support under `ppl.set_out_of_support("error")`; a node
+            that must be sampled but the net has no key.
+          TypeError: an observation of the wrong kind (complex, non-numeric, or a float for a
+            categorical node), `is_reparameterized=True` for a distribution that cannot be
+            reparameterised, or `dtype=` for a continuous distribution.
+        Warns:
+          ppl.OutOfSupportWarning: a concrete observation outside the support (the default mode).
         """
         self._check_new_name(name)
-        group_ndims, n_samples = _check_sizes(name, distribution, group_ndims, n_samples)
-        if is_reparameterized is None:
-            is_reparameterized = bool(distribution.has_rsample)
-        elif is_reparameterized and not distribution.has_rsample:
-            raise TypeError(f"node {name!r}: {type(distribution).__name__} has no reparameterised "
-                            "sampler; use is_reparameterized=False (score-function gradients)")
+        where = f"node {name!r}"
+        zhusuan_dist = distribution if isinstance(distribution, Distribution) else None
+        if zhusuan_dist is not None:
+            distribution = zhusuan_dist.distribution
+            group_ndims = _first(group_ndims, zhusuan_dist.group_ndims)
+            is_reparameterized = _first(is_reparameterized, zhusuan_dist.is_reparameterized)
+            use_path_derivative = _first(use_path_derivative, zhusuan_dist.use_path_derivative)
+            dtype = _first(dtype, zhusuan_dist.sample_dtype)
+        group_ndims = check_group_ndims(where, distribution, 0 if group_ndims is None else group_ndims)
+        n_samples = _check_n_samples(where, n_samples)
+        is_reparameterized = resolve_reparameterized(where, distribution, is_reparameterized)
+        dtype = check_sample_dtype(where, distribution, dtype)
         sample_shape = () if n_samples is None else (n_samples,)
         expected = sample_shape + tuple(distribution.batch_shape) + tuple(distribution.event_shape)
-        if name in self._observed:
-            value = _check_observation(name, self._observed[name], distribution, expected)
-            is_observed = True
-        else:
-            if self._key is None:
-                raise ValueError(
-                    f"node {name!r} is not observed and must be sampled, but no key was given: "
-                    "pass a key, e.g. model.observe(jax.random.key(0), ...)")
-            value = distribution.sample(node_key(self._key, name), sample_shape)
-            if not is_reparameterized:
-                value = jax.lax.stop_gradient(value)
-            is_observed = False
+        is_observed = name in self._observed
+        value = None
+        if is_observed:
+            value = checks.check_observation(name, self._observed[name], distribution, expected,
+                                             self._out_of_support, float_indices=_is_float(dtype))
+        if substitution.is_active():
+            site = NodeSite(name, distribution, value, expected, is_observed, n_samples, group_ndims, dtype)
+            value = _first(substitution.replacement(site), value)
+            value = None if value is None else jnp.asarray(value)
+        if value is None:
+            value = self._sample(name, distribution, sample_shape, is_reparameterized, dtype)
         self._nodes[name] = StochasticTensor(
             name, value, distribution, group_ndims=group_ndims, n_samples=n_samples,
             is_observed=is_observed, is_reparameterized=is_reparameterized,
-            use_path_derivative=use_path_derivative)
+            use_path_derivative=bool(use_path_derivative), zhusuan_dist=zhusuan_dist)
         return value
+
+    def _sample(self, name, distribution, sample_shape, is_reparameterized, dtype):
+        if self._key is None:
+            raise ValueError(f"node {name!r} is not observed and must be sampled, but no key was given: "
+                             "pass a key, e.g. model.observe(jax.random.key(0), ...)")
+        value = distribution.sample(node_key(self._key, name), sample_shape)
+        if dtype is not None:
+            value = value.astype(dtype)
+        return value if is_reparameterized else jax.lax.stop_gradient(value)
 
     def deterministic(self, name: str, value: Any) -> jax.Array:
         """Adds a named deterministic node and returns `value` as a `jax.Array`.
@@ -228,6 +191,9 @@ class BayesianNet:
         if name in self._observed:
             raise ValueError(f"node {name!r} is deterministic and cannot be observed")
         value = jnp.asarray(value)
+        if substitution.is_active():
+            site = NodeSite(name, None, value, value.shape, False)
+            value = jnp.asarray(_first(substitution.replacement(site), value))
         self._nodes[name] = DeterministicTensor(name, value)
         return value
 
@@ -237,6 +203,11 @@ class BayesianNet:
         if name in self._nodes:
             raise ValueError(f"duplicate node name {name!r}: every node in a BayesianNet needs its "
                              "own name")
+        digest = keys.name_digest(name)
+        other = self._digests.setdefault(digest, name)
+        if other != name:
+            raise ValueError(f"node names {other!r} and {name!r} have the same 64-bit digest, so "
+                             "they would draw with the same key; rename one of them")
 
     # ---------------------------------------------------------------- queries
     def __getitem__(self, name: str) -> StochasticTensor | DeterministicTensor:
@@ -291,94 +262,145 @@ class BayesianNet:
             raise TypeError(f"node {name_or_names!r} is deterministic and has no log-density")
         return node.log_prob
 
+    def outputs(self, name_or_names: str | Sequence[str]):
+        """The value of one node, or a list of values (ZhuSuan's `outputs`; see also `get`)."""
+        if isinstance(name_or_names, str):
+            return self[name_or_names].value
+        return [self[name].value for name in name_or_names]
+
+    def local_log_prob(self, name_or_names: str | Sequence[str]):
+        """Alias of `cond_log_prob` (ZhuSuan's older name)."""
+        return self.cond_log_prob(name_or_names)
+
+    def query(self, name_or_names: str | Sequence[str], outputs: bool = False,
+              local_log_prob: bool = False):
+        """Values and/or log-densities of nodes, shaped as ZhuSuan's `query` returned them.
+
+        Args:
+          name_or_names: a node name or a list of names.
+          outputs: include each node's value.
+          local_log_prob: include each node's log-density (`cond_log_prob`).
+
+        Returns:
+          For one name, a tuple of the selected items, e.g. `(value, log_prob)`; for a list of
+          names, a list with one such tuple per name.
+
+        Raises:
+          ValueError: neither `outputs` nor `local_log_prob` is selected.
+          KeyError / TypeError: an unknown name, or a deterministic node with `local_log_prob`.
+
+        Example:
+          >>> [(z, log_pz), (x, log_px)] = bn.query(["z", "x"], outputs=True, local_log_prob=True)
+        """
+        if not (outputs or local_log_prob):
+            raise ValueError("query: select outputs=True and/or local_log_prob=True")
+        names = [name_or_names] if isinstance(name_or_names, str) else list(name_or_names)
+        rows = [tuple(([self.outputs(name)] if outputs else [])
+                      + ([self.cond_log_prob(name)] if local_log_prob else [])) for name in names]
+        return rows[0] if isinstance(name_or_names, str) else rows
+
     def log_joint(self) -> jax.Array:
         """log p of every stochastic node, summed with broadcasting (right-aligned shapes).
 
-        If the net came from a `MetaBayesianNet` whose `log_joint` was set, calls that instead.
+        If the net came from a `MetaBayesianNet` with a `log_joint_fn`, returns `log_joint_fn(bn)`.
+
+        Raises:
+          ValueError: the nodes' log-densities do not broadcast (the message lists each node's
+            shape).
         """
         if self._log_joint_fn is not None:
             return self._log_joint_fn(self)
         return self.default_log_joint()
 
     def default_log_joint(self) -> jax.Array:
-        """The sum of every stochastic node's `log_prob`, ignoring any `log_joint` override."""
-        terms = [node.log_prob for node in self.stochastic_nodes().values()]
-        if not terms:
-            return jnp.zeros(())
-        shape = jnp.broadcast_shapes(*(jnp.shape(t) for t in terms))
-        return functools.reduce(jnp.add, [jnp.broadcast_to(t, shape) for t in terms])
+        """The sum of every stochastic node's `log_prob`, ignoring any `log_joint_fn` override."""
+        return sum_log_probs({name: node.log_prob for name, node in self.stochastic_nodes().items()})
+
+    def rebuild(self) -> BayesianNet:
+        """Runs the builder that made this net again, with the same key and observations.
+
+        The same key gives the same samples; inside a `ppl.substitute` block, the net is rebuilt
+        with some node values replaced (this is how `inference` evaluates a variational net at
+        each value of an enumerated latent).
+
+        Raises:
+          ValueError: the net was not made by `MetaBayesianNet.observe`.
+        """
+        if self._meta_bn is None:
+            raise ValueError("this BayesianNet was not made by MetaBayesianNet.observe, so it cannot be "
+                             "rebuilt: build it with a @ppl.meta_bayesian_net builder, e.g. "
+                             "build_q(...).observe(key)")
+        return self._meta_bn.observe(self._key, **self._observed)
 
     def __repr__(self) -> str:
         return f"BayesianNet({list(self._nodes)})"
 
 
-def _check_sizes(name, distribution, group_ndims, n_samples):
-    if not isinstance(distribution, dist.Distribution):
-        raise TypeError(f"node {name!r}: expected a numpyro Distribution, got {type(distribution).__name__}")
-    if not _is_int(group_ndims) or group_ndims < 0:
-        raise ValueError(f"node {name!r}: group_ndims must be a non-negative int, got {group_ndims!r}")
-    batch_shape = tuple(distribution.batch_shape)
-    if group_ndims > len(batch_shape):
-        raise ValueError(f"node {name!r}: group_ndims={group_ndims} exceeds the rank of its batch "
-                         f"shape {batch_shape}")
+def sum_log_probs(terms: Mapping[str, jax.Array] | Sequence[jax.Array], what: str = "log_joint") -> jax.Array:
+    """Sums log-density arrays (named, or a sequence) with right-aligned broadcasting; `[]` zeros
+    when there are none.
+
+    Raises:
+      ValueError: the shapes do not broadcast; the message names every term and its shape.
+    """
+    if not isinstance(terms, Mapping):
+        terms = {f"term {i}": term for i, term in enumerate(terms)}
+    if not terms:
+        return jnp.zeros(())
+    shapes = {name: jnp.shape(term) for name, term in terms.items()}
+    try:
+        shape = jnp.broadcast_shapes(*shapes.values())
+    except ValueError:
+        listed = ", ".join(f"{name!r} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"{what}: the log-densities of the nodes do not broadcast together: {listed}; "
+                         "sum a node's batch axes with group_ndims, or align the particle axes "
+                         "(n_samples)") from None
+    return functools.reduce(jnp.add, [jnp.broadcast_to(t, shape) for t in terms.values()])
+
+
+def _first(given, fallback):
+    return fallback if given is None else given
+
+
+def _check_n_samples(where, n_samples):
     if n_samples is not None and (not _is_int(n_samples) or n_samples < 1):
-        raise ValueError(f"node {name!r}: n_samples must be a positive int or None, got {n_samples!r}")
-    return int(group_ndims), (None if n_samples is None else int(n_samples))
+        raise ValueError(f"{where}: n_samples must be a positive int or None, got {n_samples!r}")
+    return None if n_samples is None else int(n_samples)
 
 
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def _check_observation(name, value, distribution, expected):
-    value = jnp.asarray(value)
-    if jnp.issubdtype(value.dtype, jnp.complexfloating):
-        raise TypeError(f"node {name!r}: observation has complex dtype {value.dtype}")
-    is_discrete = getattr(distribution.support, "is_discrete", False)
-    if _is_index_valued(distribution) and not jnp.issubdtype(value.dtype, jnp.integer):
-        raise TypeError(f"node {name!r}: {type(distribution).__name__} takes integer category "
-                        f"indices, but the observation has dtype {value.dtype}")
-    if not is_discrete and not jnp.issubdtype(value.dtype, jnp.floating):
-        value = value.astype(jnp.result_type(float))
-    try:
-        jnp.broadcast_shapes(value.shape, expected)
-    except ValueError:
-        raise ValueError(f"node {name!r}: observation of shape {value.shape} does not broadcast with "
-                         f"the node's shape {expected} (n_samples + batch_shape + event_shape)") from None
-    event_shape = tuple(distribution.event_shape)
-    if event_shape and value.shape[value.ndim - len(event_shape):] != event_shape:
-        raise ValueError(f"node {name!r}: observation of shape {value.shape} must end in the "
-                         f"event shape {event_shape}")
-    return value
-
-
-def _is_index_valued(distribution) -> bool:
-    return isinstance(distribution, (dist.CategoricalLogits, dist.CategoricalProbs))
+def _is_float(dtype) -> bool:
+    return dtype is not None and np.dtype(dtype).kind == "f"
 
 
 def _make_helper(method: str, spec: NodeSpec):
     make = spec.make_distribution
 
     def helper(self, name, *args, group_ndims=0, n_samples=None, is_reparameterized=None,
-               use_path_derivative=False, **kwargs):
+               use_path_derivative=False, dtype=None, **kwargs):
         try:
             distribution = make(*args, **kwargs)
         except (TypeError, ValueError) as error:
             raise type(error)(f"node {name!r} ({method}): {error}") from None
         return self.stochastic(name, distribution, group_ndims=group_ndims, n_samples=n_samples,
                                is_reparameterized=is_reparameterized,
-                               use_path_derivative=use_path_derivative)
+                               use_path_derivative=use_path_derivative, dtype=dtype)
 
     helper.__name__ = helper.__qualname__ = method
     helper.__doc__ = (
         f"Adds a stochastic node (ZhuSuan's `{spec.zhusuan_name}`): {make.__doc__}\n\n"
         f"Call as `bn.{method}(name, ...)` with the parameters of `ppl.nodes.{make.__name__}`, plus\n"
-        "`group_ndims`, `n_samples`, `is_reparameterized` and `use_path_derivative` as in\n"
-        "`BayesianNet.stochastic`. Returns the node's value; see `BayesianNet.stochastic` for the\n"
-        "shapes and the errors raised.")
+        "`group_ndims`, `n_samples`, `is_reparameterized`, `use_path_derivative` and (discrete\n"
+        "nodes) `dtype` as in `BayesianNet.stochastic`. Returns the node's value; see\n"
+        "`BayesianNet.stochastic` for the shapes and the errors raised.")
     return helper
 
 
 for _method, _spec in NODE_TABLE.items():
     setattr(BayesianNet, _method, _make_helper(_method, _spec))
-del _method, _spec
+for _alias, (_method, _) in ZHUSUAN_ALIASES.items():
+    setattr(BayesianNet, _alias, getattr(BayesianNet, _method))
+del _method, _spec, _alias

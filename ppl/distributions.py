@@ -1,241 +1,352 @@
-"""Distributions ZhuSuan has and numpyro lacks, as `numpyro.distributions.Distribution` subclasses.
+"""ZhuSuan's distribution classes, by ZhuSuan's names and parameters, over numpyro distributions.
 
-Everything else in the DSL uses `numpyro.distributions` directly (see `ppl.nodes`). The classes here
-follow numpyro's conventions: `batch_shape`/`event_shape`, `sample(key, sample_shape)`,
-`log_prob(value)`, a `support` constraint, and pytree registration through `pytree_data_fields`, so
-they work under `jax.jit`, `jax.vmap` and `jax.grad` like any numpyro distribution.
+`ppl.distributions.Normal(mean, std=..., group_ndims=1)` is ZhuSuan's
+`zs.distributions.Normal(mean, std=..., group_ndims=1)`: a distribution object with `group_ndims`,
+`is_reparameterized`, `use_path_derivative` and (for discrete ones) `dtype`, whose
+`sample(key, n_samples)` and `log_prob(given)` follow ZhuSuan's semantics (`n_samples=None` adds no
+axis, an int a new leading axis; `log_prob` sums the last `group_ndims` batch axes). There is one
+class per entry of the node table `ppl.nodes.NODE_TABLE`, generated from it (`Normal`, `FoldNormal`,
+`Bernoulli`, `Categorical`, `OnehotCategorical`, `Uniform`, `Gamma`, `Beta`, `Poisson`, `Binomial`,
+`Multinomial`, `UnnormalizedMultinomial`, `Dirichlet`, `InverseGamma`, `Laplace`, `BinConcrete`,
+`ExpConcrete`, `Concrete`, `MultivariateNormalCholesky`, `MatrixVariateNormalCholesky`), plus
+ZhuSuan's alternative names (`Discrete`, `OnehotDiscrete`, `BinGumbelSoftmax`, `ExpGumbelSoftmax`,
+`GumbelSoftmax`). Each is usable as `bn.stochastic(name, ppl.distributions.Normal(...))`.
+
+The numpyro distribution underneath is `.distribution`; the numpyro subclasses for what numpyro
+lacks live in `ppl.numpyro_extras`. The one difference from ZhuSuan: randomness is explicit, so
+`sample` takes a JAX key first.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
+import warnings
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import constraints
-from numpyro.distributions.distribution import Distribution
-from numpyro.distributions.util import promote_shapes, validate_sample
+import numpy as np
+import numpyro.distributions as dist
 
-__all__ = [
-    "OneHotCategorical",
-    "ExpConcrete",
-    "Concrete",
-    "UnnormalizedMultinomial",
-    "logits_from",
-]
+from ppl import numpyro_extras
+from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES
+
+__all__ = ["Distribution", "log_prob_with_group_ndims", "check_group_ndims", "resolve_reparameterized",
+           "check_sample_dtype", "support_values"]
 
 
-class _OneHot(constraints.Constraint):
-    """One-hot vectors along the last axis (a discrete constraint)."""
+def log_prob_with_group_ndims(distribution: dist.Distribution, value: jax.Array, group_ndims: int,
+                              use_path_derivative: bool = False) -> jax.Array:
+    """`distribution.log_prob(value)` summed over the last `group_ndims` batch axes.
 
-    is_discrete = True
-    event_dim = 1
-
-    def __call__(self, x):
-        is_binary = (x == 0) | (x == 1)
-        return jnp.all(is_binary, axis=-1) & (jnp.sum(x, axis=-1) == 1)
-
-    def feasible_like(self, prototype):
-        """See `numpyro.distributions.constraints.Constraint.feasible_like`."""
-        return jnp.zeros_like(prototype).at[..., 0].set(1)
-
-
-one_hot = _OneHot()
+    With `use_path_derivative`, the distribution's parameters are stopped (gradients reach the
+    result only through `value`). A categorical value held as floats (`dtype=float32`) is read as
+    integer indices.
+    """
+    if use_path_derivative:
+        distribution = jax.tree_util.tree_map(jax.lax.stop_gradient, distribution)
+    if (isinstance(distribution, (dist.CategoricalLogits, dist.CategoricalProbs))
+            and not jnp.issubdtype(jnp.result_type(value), jnp.integer)):
+        value = jnp.asarray(value).astype(jnp.int32)
+    log_prob = distribution.log_prob(value)
+    return jnp.sum(log_prob, axis=tuple(range(-group_ndims, 0))) if group_ndims > 0 else log_prob
 
 
-def logits_from(logits=None, probs=None, *, names=("logits", "probs")):
-    """Returns unnormalised log-probabilities from exactly one of `logits` or `probs`.
+def check_group_ndims(where: str, distribution: dist.Distribution, group_ndims: Any) -> int:
+    """`group_ndims` as an int, or a ValueError naming `where` (a node or a class)."""
+    if not isinstance(distribution, dist.Distribution):
+        raise TypeError(f"{where}: expected a numpyro Distribution, got {type(distribution).__name__}")
+    if not _is_int(group_ndims) or group_ndims < 0:
+        raise ValueError(f"{where}: group_ndims must be a non-negative int, got {group_ndims!r}")
+    batch_shape = tuple(distribution.batch_shape)
+    if group_ndims > len(batch_shape):
+        raise ValueError(f"{where}: group_ndims={group_ndims} exceeds the rank of its batch "
+                         f"shape {batch_shape}")
+    return int(group_ndims)
+
+
+def resolve_reparameterized(where: str, distribution: dist.Distribution, flag: bool | None) -> bool:
+    """`flag`, defaulting to `distribution.has_rsample`; a TypeError if True cannot hold."""
+    if flag is None:
+        return bool(distribution.has_rsample)
+    if flag and not distribution.has_rsample:
+        raise TypeError(f"{where}: {type(distribution).__name__} has no reparameterised sampler; use "
+                        "is_reparameterized=False (score-function gradients)")
+    return bool(flag)
+
+
+def check_sample_dtype(where: str, distribution: dist.Distribution, dtype: Any):
+    """The numpy dtype samples are cast to, or None; `dtype=` applies to discrete distributions."""
+    if dtype is None:
+        return None
+    if not getattr(distribution.support, "is_discrete", False):
+        raise TypeError(f"{where}: dtype= applies to discrete distributions (it casts the samples); "
+                        f"{type(distribution).__name__} is continuous and its samples take the "
+                        "dtype of its parameters")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iuf":
+        raise TypeError(f"{where}: dtype must be an integer or float dtype, got {dtype}")
+    return dtype
+
+
+def support_values(where: str, distribution: dist.Distribution, dtype: Any = None) -> jax.Array:
+    """Every value a finite discrete distribution can take, in order, one per leading row.
 
     Args:
-      logits: array of shape `[..., n_categories]` (or `[...]` for a Bernoulli), or None.
-      probs: array of the same shape, entries in [0, 1], or None.
-      names: the argument names to use in the error message.
+      where: what to name in errors (e.g. "node 'y'").
+      distribution: a numpyro distribution with a finite support (`has_enumerate_support`):
+        categorical, one-hot categorical, Bernoulli, binomial, ...
+      dtype: the dtype to cast the values to (a node's `dtype=`), or None for the distribution's.
 
     Returns:
-      `logits`, or `log(probs)` when `probs` is given.
+      shape `[K, *event_shape]`: the K values (the batch axes are not repeated).
 
     Raises:
-      ValueError: both or neither of the two arguments are given.
+      ValueError: a continuous distribution, or a discrete one whose support is not finite
+        (Poisson, geometric, ...) or cannot be listed (a binomial whose `total_count` is traced).
+
+    Example:
+      >>> support_values("node 'y'", dist.CategoricalLogits(jnp.zeros([5, 3])))
+      Array([0, 1, 2], dtype=int32)
     """
-    if (logits is None) == (probs is None):
-        given = "both" if logits is not None else "neither"
-        raise ValueError(f"exactly one of `{names[0]}` or `{names[1]}` must be given, got {given}")
-    if logits is not None:
-        return jnp.asarray(logits)
-    return jnp.log(jnp.asarray(probs))
+    name = type(distribution).__name__
+    if not getattr(distribution.support, "is_discrete", False):
+        raise ValueError(f"{where} follows {name}, a continuous distribution: only discrete nodes with "
+                         "a finite support (categorical, one-hot categorical, Bernoulli, ...) can be "
+                         "enumerated")
+    if not distribution.has_enumerate_support:
+        raise ValueError(f"{where} follows {name}, whose support is not finite: it cannot be "
+                         "enumerated (only nodes with a finite support: categorical, one-hot "
+                         "categorical, Bernoulli, binomial, ...)")
+    try:
+        values = jnp.asarray(distribution.enumerate_support(expand=False))
+    except (NotImplementedError, TypeError, ValueError, jax.errors.ConcretizationTypeError) as error:
+        raise ValueError(f"{where}: the support of {name} cannot be listed here: {error}") from None
+    n_batch = len(distribution.batch_shape)
+    event = values.shape[1 + n_batch:]
+    values = values.reshape(values.shape[:1] + event)
+    return values if dtype is None else values.astype(dtype)
 
 
-def _check_has_category_axis(logits):
-    if jnp.ndim(logits) < 1:
-        raise ValueError(f"`logits` must have at least one axis (the categories), got shape "
-                         f"{jnp.shape(logits)}")
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-class _SimplexLogitsDistribution(Distribution):
-    """Shared constructor for distributions parameterised by `logits` over the last axis."""
+class Distribution:
+    """A ZhuSuan distribution: a numpyro distribution with `group_ndims` and sampling flags.
 
-    arg_constraints = {"logits": constraints.real_vector}
-    pytree_data_fields = ("logits",)
+    Build one with a generated subclass (`ppl.distributions.Normal(0., std=1., group_ndims=1)`) or
+    wrap any numpyro distribution with `Distribution.from_numpyro`.
 
-    def __init__(self, logits, *, validate_args=None):
-        _check_has_category_axis(logits)
-        self.logits = jnp.asarray(logits)
-        batch_shape, event_shape = self.logits.shape[:-1], self.logits.shape[-1:]
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+    Args (of every subclass, after the distribution's own parameters):
+      group_ndims: how many rightmost batch axes `log_prob` sums over (they form one event).
+      is_reparameterized: whether gradients flow through samples; defaults to whether the
+        distribution has a reparameterised sampler.
+      use_path_derivative: evaluate `log_prob` with stopped parameters ("sticking the landing").
+      dtype: for discrete distributions, the dtype samples are cast to (default: numpyro's).
+      check_numerics: raise if a concrete `log_prob` holds NaN (ZhuSuan's `check_numerics`; values
+        inside `jax.jit` are abstract and not checked).
+
+    Attributes:
+      distribution: the numpyro distribution.
+      batch_shape, value_shape: ZhuSuan's names for numpyro's `batch_shape` and `event_shape`.
+
+    Raises:
+      ValueError / TypeError: bad parameters (the class name is in the message), `group_ndims`
+        beyond the batch rank, `is_reparameterized=True` without a reparameterised sampler,
+        `dtype=` on a continuous distribution.
+
+    Example:
+      >>> normal = ppl.distributions.Normal(jnp.zeros([4, 3]), std=1., group_ndims=1)
+      >>> normal.sample(jax.random.key(0), n_samples=10).shape, normal.log_prob(jnp.zeros(3)).shape
+      ((10, 4, 3), (4,))
+    """
+
+    _make = None
+    zhusuan_name = "Distribution"
+
+    def __init__(self, *args, group_ndims: int = 0, is_reparameterized: bool | None = None,
+                 use_path_derivative: bool = False, dtype=None, check_numerics: bool = False, **kwargs):
+        make = type(self)._make
+        if make is None:
+            raise TypeError("ppl.distributions.Distribution is abstract: use a subclass such as "
+                            "ppl.distributions.Normal, or Distribution.from_numpyro(distribution)")
+        try:
+            distribution = make(*args, **kwargs)
+            bound = inspect.signature(make).bind(*args, **kwargs)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{self.zhusuan_name}: {error}") from None
+        self._parameters = dict(bound.arguments)
+        self._setup(distribution, group_ndims, is_reparameterized, use_path_derivative, dtype,
+                    check_numerics)
+
+    def _setup(self, distribution, group_ndims, is_reparameterized, use_path_derivative, dtype,
+               check_numerics):
+        where = self.zhusuan_name
+        self.distribution = distribution
+        self.group_ndims = check_group_ndims(where, distribution, group_ndims)
+        self.is_reparameterized = resolve_reparameterized(where, distribution, is_reparameterized)
+        self.use_path_derivative = bool(use_path_derivative)
+        self.sample_dtype = check_sample_dtype(where, distribution, dtype)
+        self.check_numerics = bool(check_numerics)
+
+    @classmethod
+    def from_numpyro(cls, distribution: dist.Distribution, group_ndims: int = 0,
+                     is_reparameterized: bool | None = None, use_path_derivative: bool = False,
+                     dtype=None, check_numerics: bool = False) -> Distribution:
+        """Wraps a numpyro distribution (see the class docstring for the other arguments)."""
+        self = object.__new__(Distribution)
+        self._parameters = {}
+        self._setup(distribution, group_ndims, is_reparameterized, use_path_derivative, dtype,
+                    check_numerics)
+        return self
+
+    # ---------------------------------------------------------------- ZhuSuan's properties
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The shape of independent draws (numpyro's `batch_shape`)."""
+        return tuple(self.distribution.batch_shape)
 
     @property
-    def n_categories(self) -> int:
-        """The number of categories K, the size of the last axis of `logits`."""
-        return self.event_shape[-1]
+    def value_shape(self) -> tuple[int, ...]:
+        """The shape of one draw (numpyro's `event_shape`)."""
+        return tuple(self.distribution.event_shape)
 
+    def get_batch_shape(self) -> tuple[int, ...]:
+        """Alias of `batch_shape` (ZhuSuan's static-shape accessor)."""
+        return self.batch_shape
 
-class OneHotCategorical(_SimplexLogitsDistribution):
-    """Categorical distribution whose samples are one-hot vectors (ZhuSuan's `OnehotCategorical`).
-
-    Args:
-      logits: shape `[*batch, n_categories]`, unnormalised log-probabilities.
-
-    Samples have shape `[*sample_shape, *batch, n_categories]` and dtype int32.
-    """
-
-    support = one_hot
-    has_enumerate_support = False
-
-    def sample(self, key, sample_shape=()):
-        """See `numpyro.distributions.Distribution.sample`."""
-        shape = tuple(sample_shape) + self.batch_shape
-        index = jax.random.categorical(key, self.logits, axis=-1, shape=shape)
-        return jax.nn.one_hot(index, self.n_categories, dtype=jnp.int32)
-
-    @validate_sample
-    def log_prob(self, value):
-        """See `numpyro.distributions.Distribution.log_prob`."""
-        log_probs = jax.nn.log_softmax(self.logits, axis=-1)
-        return jnp.sum(value * log_probs, axis=-1)
+    def get_value_shape(self) -> tuple[int, ...]:
+        """Alias of `value_shape` (ZhuSuan's static-shape accessor)."""
+        return self.value_shape
 
     @property
-    def mean(self):
-        """The category probabilities softmax(logits), shape `[*batch, n_categories]`."""
-        return jax.nn.softmax(self.logits, axis=-1)
+    def is_continuous(self) -> bool:
+        """Whether the support is continuous."""
+        return not getattr(self.distribution.support, "is_discrete", False)
 
     @property
-    def variance(self):
-        """p (1 - p) per category, shape `[*batch, n_categories]`."""
-        probs = self.mean
-        return probs * (1 - probs)
+    def dtype(self):
+        """The dtype of samples."""
+        if self.sample_dtype is not None:
+            return self.sample_dtype
+        try:
+            return jax.eval_shape(lambda key: self.distribution.sample(key), jax.random.key(0)).dtype
+        except NotImplementedError:         # observe-only distributions (UnnormalizedMultinomial)
+            return self.param_dtype if self.is_continuous else jnp.dtype(jnp.int32)
+
+    @property
+    def param_dtype(self):
+        """The floating dtype of the parameters."""
+        leaves = [leaf for leaf in jax.tree_util.tree_leaves(self.distribution)
+                  if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
+        return jnp.result_type(*leaves) if leaves else jnp.result_type(float)
+
+    def __getattr__(self, name: str):
+        # ZhuSuan's parameter properties (`normal.mean`, `normal.std`, ...), then numpyro's attributes
+        if name.startswith("_") or name == "distribution":
+            raise AttributeError(name)
+        if name in self._parameters:
+            return self._parameters[name]
+        return getattr(self.distribution, name)
+
+    # ---------------------------------------------------------------- sampling and densities
+    def sample(self, key: jax.Array, n_samples: int | None = None) -> jax.Array:
+        """Draws samples: shape `[*batch, *value]`, or `[n_samples, *batch, *value]` for an int.
+
+        Args:
+          key: a JAX PRNG key (ZhuSuan's samplers were stateful; here randomness is explicit).
+          n_samples: None (no sample axis) or a positive int.
+
+        Returns:
+          The samples, cast to `dtype` if given; gradients are stopped unless reparameterised.
+
+        Raises:
+          ValueError: `n_samples` that is not None or a positive int.
+        """
+        if n_samples is not None and (not _is_int(n_samples) or n_samples < 1):
+            raise ValueError(f"{self.zhusuan_name}.sample: n_samples must be a positive int or None, "
+                             f"got {n_samples!r}")
+        shape = () if n_samples is None else (int(n_samples),)
+        samples = self.distribution.sample(key, shape)
+        if self.sample_dtype is not None:
+            samples = samples.astype(self.sample_dtype)
+        return samples if self.is_reparameterized else jax.lax.stop_gradient(samples)
+
+    def log_prob(self, given: Any) -> jax.Array:
+        """log-density at `given`, summed over the last `group_ndims` batch axes.
+
+        Args:
+          given: broadcastable to `[..., *batch_shape, *value_shape]`.
+
+        Returns:
+          Shape `[..., *batch_shape[:len(batch_shape) - group_ndims]]`.
+
+        Raises:
+          ValueError: `given` does not broadcast with the distribution's shape; with
+            `check_numerics`, a concrete result holding NaN.
+        """
+        given = jnp.asarray(given)
+        full_shape = self.batch_shape + self.value_shape
+        try:
+            jnp.broadcast_shapes(given.shape, full_shape)
+        except ValueError:
+            raise ValueError(f"{self.zhusuan_name}.log_prob: given of shape {given.shape} does not "
+                             f"broadcast with batch_shape + value_shape {full_shape}") from None
+        log_prob = log_prob_with_group_ndims(self.distribution, given, self.group_ndims,
+                                             self.use_path_derivative)
+        if self.check_numerics and not isinstance(log_prob, jax.core.Tracer):
+            if bool(jnp.any(jnp.isnan(log_prob))):
+                raise ValueError(f"{self.zhusuan_name}.log_prob: the result holds NaN "
+                                 "(check_numerics=True)")
+        return log_prob
+
+    def prob(self, given: Any) -> jax.Array:
+        """`exp(log_prob(given))`."""
+        return jnp.exp(self.log_prob(given))
+
+    def __repr__(self) -> str:
+        return (f"{self.zhusuan_name}({type(self.distribution).__name__}, batch_shape="
+                f"{self.batch_shape}, value_shape={self.value_shape}, group_ndims={self.group_ndims})")
 
 
-class _ConcreteBase(_SimplexLogitsDistribution):
-    """Shared parameters and Gumbel-softmax sampling for the concrete family."""
-
-    arg_constraints = {"temperature": constraints.positive, "logits": constraints.real_vector}
-    pytree_data_fields = ("temperature", "logits")
-    reparametrized_params = ["temperature", "logits"]
-
-    def __init__(self, temperature, logits, *, validate_args=None):
-        logits = jnp.asarray(logits)
-        _check_has_category_axis(logits)
-        temperature = jnp.asarray(temperature, dtype=jnp.result_type(logits, float))
-        # temperature broadcasts against the batch shape of logits.
-        (temperature,) = promote_shapes(temperature, shape=logits.shape[:-1])
-        self.temperature = temperature
-        batch_shape = jnp.broadcast_shapes(jnp.shape(temperature), logits.shape[:-1])
-        logits = jnp.broadcast_to(logits, batch_shape + logits.shape[-1:])
-        super().__init__(logits, validate_args=validate_args)
-
-    def _log_sample(self, key, sample_shape):
-        shape = tuple(sample_shape) + self.batch_shape + self.event_shape
-        gumbel = jax.random.gumbel(key, shape, dtype=self.logits.dtype)
-        scaled = (self.logits + gumbel) / self.temperature[..., None]
-        return scaled - jax.nn.logsumexp(scaled, axis=-1, keepdims=True)
-
-    def _log_normaliser(self):
-        n = self.n_categories
-        return math.lgamma(n) + (n - 1) * jnp.log(self.temperature)
+_EXTRA_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                     for name, default in [("group_ndims", 0), ("is_reparameterized", None),
+                                           ("use_path_derivative", False), ("dtype", None),
+                                           ("check_numerics", False)]]
 
 
-class ExpConcrete(_ConcreteBase):
-    """The log of a Concrete sample, whose density is better conditioned (Maddison et al., 2017).
-
-    .. math::
-      \\log p(y) = \\log (K-1)! + (K-1)\\log\\tau + \\sum_k (l_k - \\tau y_k)
-                   - K \\operatorname{logsumexp}_k (l_k - \\tau y_k)
-
-    Args:
-      temperature: positive, broadcastable to `batch_shape`.
-      logits: shape `[*batch, n_categories]`.
-
-    Samples have shape `[*sample_shape, *batch, n_categories]` with `logsumexp(y, -1) = 0`.
-
-    References:
-      Maddison, Mnih and Teh, `The Concrete Distribution: A Continuous Relaxation of Discrete
-      Random Variables <https://arxiv.org/abs/1611.00712>`_, ICLR 2017, Appendix C.3.
-    """
-
-    support = constraints.real_vector
-
-    def sample(self, key, sample_shape=()):
-        """See `numpyro.distributions.Distribution.sample`."""
-        return self._log_sample(key, sample_shape)
-
-    def log_prob(self, value):
-        """See `numpyro.distributions.Distribution.log_prob`."""
-        tau = self.temperature[..., None]
-        centred = self.logits - tau * value
-        n = self.n_categories
-        return self._log_normaliser() + jnp.sum(centred, -1) - n * jax.nn.logsumexp(centred, -1)
+def _make_class(method: str, spec) -> type:
+    make = spec.make_distribution
+    signature = inspect.signature(make)
+    signature = signature.replace(parameters=list(signature.parameters.values()) + _EXTRA_PARAMETERS)
+    doc = (f"ZhuSuan's `zs.distributions.{spec.zhusuan_name}`: {make.__doc__}\n\n"
+           f"Parameters as `ppl.nodes.{method}`, plus `group_ndims`, `is_reparameterized`,\n"
+           "`use_path_derivative`, `dtype` (discrete only) and `check_numerics`; see\n"
+           f"`ppl.distributions.Distribution`. The node helper is `bn.{method}`.")
+    namespace = {"_make": staticmethod(make), "zhusuan_name": spec.zhusuan_name, "__doc__": doc,
+                 "__module__": __name__}
+    cls = type(spec.zhusuan_name, (Distribution,), namespace)
+    cls.__signature__ = signature
+    return cls
 
 
-class Concrete(_ConcreteBase):
-    """The Concrete (Gumbel-softmax) relaxation of a one-hot categorical (ZhuSuan's `Concrete`).
+CLASSES: dict[str, type] = {spec.zhusuan_name: _make_class(method, spec)
+                            for method, spec in NODE_TABLE.items()}
+globals().update(CLASSES)
+for _target, _alias in ZHUSUAN_ALIASES.values():
+    globals()[_alias] = CLASSES[NODE_TABLE[_target].zhusuan_name]
+__all__ += list(CLASSES) + [alias for _, alias in ZHUSUAN_ALIASES.values()]
+del _target, _alias
 
-    Args:
-      temperature: positive, broadcastable to `batch_shape`.
-      logits: shape `[*batch, n_categories]`.
-
-    Samples lie on the simplex, shape `[*sample_shape, *batch, n_categories]`.
-
-    References:
-      Maddison, Mnih and Teh, `The Concrete Distribution <https://arxiv.org/abs/1611.00712>`_, 2017;
-      Jang, Gu and Poole, `Categorical Reparameterization with Gumbel-Softmax
-      <https://arxiv.org/abs/1611.01144>`_, 2017.
-    """
-
-    support = constraints.simplex
-
-    def sample(self, key, sample_shape=()):
-        """See `numpyro.distributions.Distribution.sample`."""
-        return jnp.exp(self._log_sample(key, sample_shape))
-
-    def log_prob(self, value):
-        """See `numpyro.distributions.Distribution.log_prob`."""
-        tau = self.temperature[..., None]
-        log_value = jnp.log(value)
-        centred = self.logits - tau * log_value
-        n = self.n_categories
-        return (self._log_normaliser() + jnp.sum(centred - log_value, -1)
-                - n * jax.nn.logsumexp(centred, -1))
+_MOVED = {"OneHotCategorical": "OneHotCategorical", "logits_from": "logits_from"}
 
 
-class UnnormalizedMultinomial(_SimplexLogitsDistribution):
-    """Multinomial log-likelihood without the multinomial coefficient (ZhuSuan's).
-
-    `log_prob(x) = sum_k x_k log softmax(logits)_k`: the count vector's likelihood up to a constant
-    that does not depend on the parameters, so the number of trials need not be known. It cannot be
-    sampled; use it for observed counts (e.g. bag-of-words documents of varying length).
-
-    Args:
-      logits: shape `[*batch, n_categories]`.
-    """
-
-    support = constraints.independent(constraints.nonnegative_integer, 1)
-
-    def sample(self, key, sample_shape=()):
-        """See `numpyro.distributions.Distribution.sample`."""
-        raise NotImplementedError(
-            "UnnormalizedMultinomial cannot be sampled (the number of trials is unknown); "
-            "observe it, or use `multinomial` with `n_experiments`")
-
-    def log_prob(self, value):
-        """See `numpyro.distributions.Distribution.log_prob`."""
-        return jnp.sum(value * jax.nn.log_softmax(self.logits, axis=-1), axis=-1)
+def __getattr__(name: str):
+    # names this module held before the ZhuSuan classes moved in (one release of grace)
+    if name in _MOVED:
+        warnings.warn(f"ppl.distributions.{name} moved to ppl.numpyro_extras.{_MOVED[name]} (the "
+                      "numpyro subclass); ppl.distributions now holds ZhuSuan's distribution classes",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(numpyro_extras, _MOVED[name])
+    raise AttributeError(f"module 'ppl.distributions' has no attribute {name!r}")

@@ -12,9 +12,9 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from ppl.distributions import Concrete, ExpConcrete, OneHotCategorical, UnnormalizedMultinomial, logits_from
+from ppl.numpyro_extras import Concrete, ExpConcrete, OneHotCategorical, UnnormalizedMultinomial, logits_from
 
-__all__ = ["NodeSpec", "NODE_TABLE"]
+__all__ = ["NodeSpec", "NODE_TABLE", "ZHUSUAN_ALIASES"]
 
 
 class NodeSpec(NamedTuple):
@@ -121,7 +121,7 @@ def bin_concrete(temperature, logits=None, *, probs=None):
 
 
 def exp_concrete(temperature, logits=None, *, probs=None):
-    """The log of a Concrete sample (see `ppl.distributions.ExpConcrete`)."""
+    """The log of a Concrete sample (see `ppl.numpyro_extras.ExpConcrete`)."""
     return ExpConcrete(temperature, logits_from(logits, probs))
 
 
@@ -176,4 +176,13 @@ NODE_TABLE: dict[str, NodeSpec] = {
     "multivariate_normal_cholesky": NodeSpec(multivariate_normal_cholesky, "MultivariateNormalCholesky"),
     "matrix_variate_normal_cholesky": NodeSpec(matrix_variate_normal_cholesky,
                                                "MatrixVariateNormalCholesky"),
+}
+
+# ZhuSuan's alternative names: helper name -> (the table entry it stands for, ZhuSuan's class name)
+ZHUSUAN_ALIASES: dict[str, tuple[str, str]] = {
+    "discrete": ("categorical", "Discrete"),
+    "onehot_discrete": ("onehot_categorical", "OnehotDiscrete"),
+    "bin_gumbel_softmax": ("bin_concrete", "BinGumbelSoftmax"),
+    "exp_gumbel_softmax": ("exp_concrete", "ExpGumbelSoftmax"),
+    "gumbel_softmax": ("concrete", "GumbelSoftmax"),
 }

@@ -46,7 +46,8 @@ model
 
 # %% [markdown]
 # `observe` runs the builder. Nodes that are not observed are **sampled**, each with its own key
-# `fold_in(key, crc32(name))`, so adding a node never changes another node's samples.
+# `ppl.node_key(key, name)` (the key with a 64-bit digest of the name folded in), so adding a node
+# never changes another node's samples, and two different names never share a key.
 
 # %%
 bn = model.observe(key_model)               # nothing observed: sample w and y from the prior
@@ -56,11 +57,14 @@ print("y:", bn["y"].value.shape, "log p(y|w):", bn["y"].log_prob.shape)
 
 # %% [markdown]
 # `bn[name]` is the node's record (`StochasticTensor`): its value, its numpyro distribution,
-# its log-density with `group_ndims` applied, and whether it was observed.
+# its log-density with `group_ndims` applied, and whether it was observed. As in ZhuSuan, a record
+# also stands for its value: it goes into arithmetic and any `jnp` function (`.tensor` is ZhuSuan's
+# name for the value, `.dist` its distribution object with `group_ndims`).
 
 # %%
 node = bn["w"]
-node.value, node.distribution, node.group_ndims, node.is_observed
+print(node.value, node.distribution, node.group_ndims, node.is_observed)
+print(2 * bn["y_mean"][:3] + 1, jnp.mean(node), node.dist.log_prob(node.tensor))
 
 # %% [markdown]
 # ## Observing
@@ -118,16 +122,20 @@ c = model.observe(jax.random.key(8))["w"].value
 print(jnp.array_equal(a, b), jnp.array_equal(a, c))
 
 # %% [markdown]
-# ## Overriding `log_joint`
+# ## Overriding the log-joint
 #
 # With minibatches, the likelihood of a batch of `m` out of `N` points is rescaled by `N / m`.
-# Set `model.log_joint` to a function of the net to change how it is computed.
+# A `log_joint_fn` (a function of the net) changes how `log_joint()` is computed: pass it to
+# `meta_bayesian_net`, or take a copy of a model with `with_log_joint`. ZhuSuan's
+# `model.log_joint = fn` sets the same thing. (`log_joint` is the value, `log_joint_fn` the function
+# that computes it: see `docs/glossary.md`.)
 
 # %%
 minibatch_model = regression(x[:5])
 n_total = x.shape[0]
-minibatch_model.log_joint = lambda bn: bn["w"].log_prob + n_total / 5 * bn["y"].log_prob
-print(minibatch_model.observe(w=w_guess, y=y_data[:5]).log_joint())
+scaled_model = minibatch_model.with_log_joint(lambda bn: bn["w"].log_prob + n_total / 5 * bn["y"].log_prob)
+print(scaled_model.observe(w=w_guess, y=y_data[:5]).log_joint(),
+      minibatch_model.observe(w=w_guess, y=y_data[:5]).log_joint())   # the original is unchanged
 
 # %% [markdown]
 # ## A variational posterior, the ELBO, and importance sampling
@@ -136,7 +144,10 @@ print(minibatch_model.observe(w=w_guess, y=y_data[:5]).log_joint())
 # variational samples and gives the lower bound and its SGVB cost; `inference.is_loglikelihood`
 # gives an importance-sampling estimate of `log p(y)`. The variational samples of `w` have shape
 # `[n_particles, 3]`; the model was written as `w @ x.T` so that the leading particle axis flows
-# through to `y_mean` (`[n_particles, 20]`), and `axis=0` averages over it.
+# through to `y_mean` (`[n_particles, 20]`), and `axis=0` averages over it. The objectives check
+# that `axis` is the particle axis (the axis `n_samples` drew): `axis=1` here would average over
+# data points, and is an error. Like ZhuSuan's, an objective stands for its value: `jnp.mean(lb)`
+# is the mean lower bound, `lb.sgvb()` the cost to minimise.
 
 # %%
 @ppl.meta_bayesian_net
@@ -148,7 +159,7 @@ def mean_field(mean, logstd, n_particles):
 
 def loss(params, key):
     q = mean_field(*params, n_particles=8).observe(key)
-    return -jnp.mean(inference.elbo(model, {"y": y_data}, variational=q, axis=0).value)
+    return -jnp.mean(inference.elbo(model, {"y": y_data}, variational=q, axis=0))
 
 
 import optax  # noqa: E402
@@ -171,7 +182,7 @@ for step_key in jax.random.split(jax.random.key(2), 500):
     history.append(-value)
 
 q = mean_field(*params, n_particles=1000).observe(jax.random.key(3))
-print("ELBO:", history[-1], " IS log p(y):", inference.is_loglikelihood(model, {"y": y_data}, proposal=q, axis=0))
+print("ELBO:", history[-1], " IS log p(y):", inference.is_loglikelihood(model, {"y": y_data}, variational=q, axis=0))
 plt.plot(history)
 plt.xlabel("step")
 plt.ylabel("ELBO (nats)")
@@ -196,3 +207,19 @@ show_error(lambda: model.observe(key, y=jnp.zeros(7)))           # shape does no
 show_error(lambda: model.observe(key, y_mean=jnp.zeros(20)))     # deterministic nodes are not observable
 show_error(lambda: ppl.BayesianNet(key=key).normal("z", 0., std=1., logstd=0.))  # std and logstd
 show_error(lambda: ppl.BayesianNet(observed={"c": jnp.array(1.5)}).categorical("c", jnp.zeros(3)))
+show_error(lambda: model.observe(key, y=y_data.at[3].set(jnp.nan)))   # NaN is never missing data
+show_error(lambda: inference.elbo(model, {"y": y_data}, variational=q))   # 1000 particles, no axis
+
+# %% [markdown]
+# Observed values outside a node's support (a Bernoulli observed at 0.5, a gamma at -1) give a
+# warning naming the node and how many values; `ppl.set_out_of_support("error")` (or
+# `with ppl.out_of_support("error"):`) makes it an error, and a model built with
+# `ppl.meta_bayesian_net(out_of_support="ignore")` accepts them on purpose.
+
+# %%
+import warnings  # noqa: E402
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ppl.BayesianNet(observed={"pixel": jnp.array([0., 0.5, 1.])}).bernoulli("pixel", logits=jnp.zeros(3))
+print(caught[0].category.__name__, str(caught[0].message)[:90], "...")

@@ -159,7 +159,7 @@ def evaluate(params, key, x):
     q = build_q_net(params, x, N_IMPORTANCE).observe(key)
     model = build_gen(params, x.shape[0], N_IMPORTANCE)
     test_elbo = inference.elbo(model, {"x": x}, variational=q, axis=0).value
-    test_ll = inference.is_loglikelihood(model, {"x": x}, proposal=q, axis=0)
+    test_ll = inference.is_loglikelihood(model, {"x": x}, variational=q, axis=0)
     return jnp.mean(test_elbo), jnp.mean(test_ll)
 
 

@@ -62,8 +62,9 @@ def _per_particle(key, n_particles, use_path_derivative=False, mu=MU, log_s=LOG_
 
     Per-particle gradients in one backward pass: q's parameters are broadcast to [K, n, d] (every
     particle gets its own copy), so d(sum of the per-particle values)/d(copy k) is particle k's
-    gradient. The axis=0 objective is the same function of the unbroadcast parameters, so its
-    gradient is exactly the particle mean of those, by the chain rule.
+    gradient; the SGVB cost with axis=0 is minus the particle mean, hence the factor -K. The axis=0
+    objective of the unbroadcast parameters is the same function, so its gradient is exactly the
+    particle mean of those, by the chain rule.
     """
     shape = (n_particles, *X.shape)
 
@@ -75,8 +76,8 @@ def _per_particle(key, n_particles, use_path_derivative=False, mu=MU, log_s=LOG_
     @jax.jit
     def body(params):
         copies = jax.tree_util.tree_map(lambda p: jnp.broadcast_to(p, shape), params)
-        per_particle = objective(copies, None).value                                 # [K, n]
-        jacobian = jax.grad(lambda p: -jnp.sum(objective(p, None).sgvb()))(copies)   # [K, n, d]
+        per_particle = objective(copies, 0).log_weight                                           # [K, n]
+        jacobian = jax.grad(lambda p: -n_particles * jnp.sum(objective(p, 0).sgvb()))(copies)   # [K, n, d]
         if not with_axis_0:
             return per_particle, jacobian, None, None
         value = objective(params, 0).value                                           # [n]
@@ -125,7 +126,8 @@ def test_stl_gradient_is_zero_when_q_is_the_posterior(key):
 def test_single_sample_axis_none_and_latent_dict(key):
     """axis=None: no particle axis, the value is log p(x, z) - log q(z) for the one sample; giving
     latent={name: (samples, log_q)} is the same as giving the variational net; the model's log_joint
-    override is used; with n_samples particles and axis=0 the value is the particle mean."""
+    override is used; with n_samples particles and axis=0 the value is the mean of the per-particle
+    log-weights."""
 
     @jax.jit
     def body(key):
@@ -144,7 +146,7 @@ def test_single_sample_axis_none_and_latent_dict(key):
         # with n_samples particles, axis=0 averages the per-particle values of axis=None
         q5 = build_q(MU, LOG_S, 5).observe(key)
         averaged = inference.elbo(build_model(), {"x": X}, variational=q5, axis=0)
-        per_particle = inference.elbo(build_model(), {"x": X}, variational=q5).value
+        per_particle = averaged.log_weight
         assert averaged.value.shape == (2,) and per_particle.shape == (5, 2)
         averages = averaged.value, jnp.mean(per_particle, 0), averaged.sgvb()
         return (from_net.value, from_dict.value, by_hand, from_net.sgvb(), from_net.log_q, scaled,
@@ -211,14 +213,15 @@ def test_variational_must_be_a_sampled_net():
     with pytest.raises(ValueError, match=r"the variational net has no sampled node"):
         jax.eval_shape(lambda: inference.elbo(build_model(), {"x": X},
                                               variational=build_q(MU, LOG_S).observe(z=MU)))
-    with pytest.raises(TypeError, match=r"`meta_bn` must be a ppl.MetaBayesianNet, got function"):
+    with pytest.raises(TypeError, match=r"`meta_bn` is the decorated builder 'build_model' itself; call it"):
         _elbo_with_q(model=build_model)
+    with pytest.raises(TypeError, match=r"`meta_bn` must be a ppl.MetaBayesianNet or a log-joint function"):
+        _elbo_with_q(model=3.0)
 
 
 def test_valid_calls_trace(key):
     assert _elbo_with_q(axis=0).shape == (2,)
     assert _elbo_with_q(axis=-2, latent_from_q=True).shape == (2,)
-    assert _elbo_with_q().shape == (3, 2)
 
 
 def test_latent_also_observed():

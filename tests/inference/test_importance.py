@@ -60,7 +60,7 @@ def test_converges_with_a_mediocre_proposal(key):
         estimate = inference.is_loglikelihood(build_model(), {"x": X}, proposal=q, axis=0)
         first_100 = inference.is_loglikelihood(build_model(), {"x": X}, latent={"z": (z[:100], log_q[:100])},
                                                axis=0)
-        log_weights = inference.is_loglikelihood(build_model(), {"x": X}, proposal=q)   # axis=None
+        log_weights = inference.elbo(build_model(), {"x": X}, variational=q, axis=0).log_weight
         return estimate, first_100, log_weights
 
     estimate, first_100, log_weights = body(key)

@@ -170,7 +170,7 @@ def test_log_joint_broadcasts_right_aligned():
 
 
 def test_same_key_same_samples_and_new_nodes_change_nothing():
-    """Each node draws with fold_in(key, crc32(name)): the same key gives the same samples, and adding
+    """Each node draws with node_key(key, name): the same key gives the same samples, and adding
     nodes (before or after) leaves every other node's sample unchanged."""
     @jax.jit
     def body(key):

@@ -155,7 +155,7 @@ def test_sample_shapes(key, method, n_samples):
 
 
 # All the samples the statistical tests below use, drawn in one jitted net (one compilation): each
-# node draws with its own key fold_in(key, crc32(name)), so the draws are independent.
+# node draws with its own key node_key(key, name), so the draws are independent.
 SAMPLED = {
     # name: (helper, args, n_samples)
     "onehot": ("onehot_categorical", (np.array([0.5, -1., 0., 1.2], np.float32),), 20000),

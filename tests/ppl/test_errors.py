@@ -11,6 +11,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 import pytest
 
 import ppl
@@ -205,3 +206,53 @@ def test_error_message_wraps_constructor_errors(key):
         jax.eval_shape(lambda: bn.concrete("c", 1., np.array(0.)))
     with pytest.raises(ValueError, match=r"node 'n' \(normal\)"):
         jax.eval_shape(lambda: bn.normal("n", np.zeros(2), std=np.ones(3)))
+
+
+class _ProjectedNormal(dist.Distribution):
+    """A user-written distribution with a bug: `log_prob` projects the value onto a weight vector
+    of the wrong length, so computing it fails inside numpy/JAX with a message that names no node."""
+
+    support = dist.constraints.real_vector
+
+    def __init__(self, weights):
+        self.weights = weights
+        super().__init__(batch_shape=(), event_shape=(3,))
+
+    def sample(self, key, sample_shape=()):
+        return jax.random.normal(key, sample_shape + (3,))
+
+    def log_prob(self, value):
+        return -0.5 * (value @ self.weights) ** 2
+
+
+def test_log_prob_errors_name_the_node(key):
+    bn = ppl.BayesianNet(observed={"y": np.zeros([5, 3], np.float32)}, key=key)
+    bn.stochastic("y", _ProjectedNormal(jnp.ones(4)))
+    with pytest.raises(TypeError, match=r"node 'y': log_prob of _ProjectedNormal \(batch_shape \(\), "
+                                        r"event_shape \(3,\)\) failed on a value of shape \(5, 3\) and "
+                                        r"dtype float32: dot_general"):
+        bn.log_joint()
+
+
+def test_log_joint_broadcast_errors_name_the_nodes(key):
+    bn = ppl.BayesianNet(key=key)
+    jax.eval_shape(lambda: bn.normal("z", jnp.zeros(2), std=1., n_samples=10))
+    jax.eval_shape(lambda: bn.normal("w", jnp.zeros(5), std=1.))
+    with pytest.raises(ValueError, match=r"log_joint: the log-densities of the nodes do not broadcast "
+                                         r"together: 'z' \(10, 2\), 'w' \(5,\)"):
+        jax.eval_shape(bn.log_joint)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ppl.BayesianNet(key=jax.random.key(0)).normal("z", 0., std=1., dtype=jnp.int32),
+     r"node 'z': dtype= applies to discrete distributions"),
+    (lambda: ppl.distributions.Gamma(1., 1., dtype=jnp.float32), r"Gamma: dtype= applies to discrete"),
+    (lambda: ppl.distributions.Normal(0.), r"Normal: exactly one of `std` or `logstd`"),
+    (lambda: ppl.distributions.Normal(np.zeros(2), std=1., group_ndims=2),
+     r"Normal: group_ndims=2 exceeds the rank of its batch shape \(2,\)"),
+    (lambda: ppl.distributions.Bernoulli(0., is_reparameterized=True),
+     r"Bernoulli: BernoulliLogits has no reparameterised sampler"),
+])
+def test_distribution_option_errors(make, message):
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()

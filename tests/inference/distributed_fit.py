@@ -1,0 +1,124 @@
+"""Runs one small `fit` on one device, on 4 forced host devices, or as one of 2 processes.
+
+Used by `test_train_sharding.py` in subprocesses, because the device count (XLA_FLAGS) and
+`jax.distributed` must be set before JAX starts:
+
+  python -m tests.inference.distributed_fit single OUT
+  python -m tests.inference.distributed_fit mesh OUT              (4 forced host devices, Auto mesh axes)
+  python -m tests.inference.distributed_fit explicit OUT          (the same, jax.make_mesh: Explicit axes)
+  python -m tests.inference.distributed_fit process OUT PORT ID   (2 processes x 2 devices)
+
+Each writes the trained parameters and the cost history to OUT (an .npz; process 0 only).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+N, BATCH = 64, 16
+
+
+@functools.lru_cache(maxsize=1)
+def optimizer():
+    """One optimizer object for every run in the process: one compiled program per configuration."""
+    import optax
+    return optax.adam(0.05)
+
+
+def data():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 3)).astype(np.float32)
+    y = (np.sin(x @ np.array([1.0, -2.0, 0.5])) + 0.1 * rng.normal(size=N)).astype(np.float32)
+    return {"x": x, "y": y}
+
+
+def loss_fn(params, key, batch, state):
+    import jax
+    import jax.numpy as jnp
+    hidden = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
+    noise = 0.01 * jax.random.normal(key, batch["y"].shape)          # key use must not depend on sharding
+    cost = jnp.mean((hidden @ params["w2"] - batch["y"] + noise) ** 2)
+    return cost, (state, {"noise": jnp.mean(noise)})
+
+
+def check_user_batches(rows, mesh):
+    """Batches from a callable, split over the mesh, equal the same batches on one device."""
+    import numpy as np
+    batches = [{k: v[i:i + BATCH] for k, v in rows.items()} for i in range(0, N, BATCH)]
+    on_mesh, alone = (run(lambda epoch: batches, m).params for m in (mesh, None))
+    for name in on_mesh:
+        np.testing.assert_allclose(np.asarray(on_mesh[name]), np.asarray(alone[name]), rtol=1e-4, atol=1e-5)
+
+
+def check_resume_on_mesh(rows, mesh, straight, directory):
+    """A run checkpointed on the mesh (by every process) and resumed ends where the uninterrupted one does."""
+    import numpy as np
+    run(rows, mesh, n_epochs=2, checkpoint_dir=directory)
+    resumed = run(rows, mesh, checkpoint_dir=directory, resume=True)
+    assert resumed.params["w1"].sharding.is_fully_replicated
+    for name in straight.params:
+        np.testing.assert_allclose(np.asarray(resumed.params[name]), np.asarray(straight.params[name]),
+                                   rtol=1e-6, atol=1e-7)
+
+
+def run(rows, mesh, n_epochs=3, **kwargs):
+    import jax
+    import jax.numpy as jnp
+
+    import inference
+    keys = jax.random.split(jax.random.key(0), 3)
+    params = {"w1": jax.random.normal(keys[0], (3, 8)), "b1": jnp.zeros(8),
+              "w2": jax.random.normal(keys[1], (8,))}
+    batch_size = BATCH if isinstance(rows, dict) else None
+    return inference.fit(keys[2], loss_fn, params, optimizer(), rows, n_epochs=n_epochs,
+                         batch_size=batch_size, mesh=mesh, progress_bar=False, **kwargs)
+
+
+def save(out, result):
+    import numpy as np
+
+    import inference.train_data as train_data
+    params = train_data.to_host(result.params)
+    np.savez(out, cost=result.history["cost"], noise=result.history["noise"], **params)
+
+
+def main(argv):
+    mode, out = argv[0], argv[1]
+    if mode == "process":
+        os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax
+    import numpy as np
+    if mode == "process":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"localhost:{argv[2]}", num_processes=2,
+                                   process_id=int(argv[3]))
+    import inference
+    rows = data()
+    if mode == "single":
+        result = run(rows, None)
+    else:
+        if mode == "mesh":
+            mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+        else:                                  # jax.make_mesh: Explicit axes (sharding in types)
+            mesh = jax.make_mesh((jax.device_count(),), ("data",))
+        assert mesh.shape["data"] == 4, jax.devices()
+        if mode == "process":                  # each process loads only its own half of the rows
+            half = N // jax.process_count()
+            start = jax.process_index() * half
+            rows = inference.shard_data({k: v[start:start + half] for k, v in rows.items()}, mesh)
+        result = run(rows, mesh)
+        if mode != "process":
+            check_user_batches(data(), mesh)
+        check_resume_on_mesh(rows, mesh, result, out + ".checkpoints")
+        assert len(result.params["w1"].sharding.device_set) == 4, result.params["w1"].sharding
+        assert result.params["w1"].sharding.is_fully_replicated
+    if jax.process_index() == 0:
+        save(out, result)
+    print("OK", mode, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
