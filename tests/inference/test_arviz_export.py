@@ -59,7 +59,7 @@ def test_groups_log_likelihood_and_loo(fitted):
     np.testing.assert_allclose(idata.log_likelihood["y"].values, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(idata.observed_data["y"].values, np.asarray(y))
     assert idata.posterior_predictive["y"].shape == (2, 200, 30)
-    assert set(idata.sample_stats) == {"acceptance_rate", "diverging", "energy", "lp", "step_size"}
+    assert set(idata.sample_stats) == {"acceptance_rate", "diverging", "energy", "lp", "n_steps", "step_size"}
     assert idata.sample_stats["step_size"].shape == (2, 200)               # per chain, broadcast to draws
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)     # ArviZ's note that WAIC may be unreliable here
