@@ -29,7 +29,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from models import bnn, cli, uci
+from models import bnn, cli
+from models.data import uci
 
 # Published means over the 20 splits (5 for protein). RMSE and test LL of the VI column (Graves
 # 2011, as run by Hernandez-Lobato and Adams 2015, Tables 1-2), PBP (same tables) and MC-dropout

@@ -8,7 +8,7 @@ parameters on the same digits:
   mean loss fetched for the log (what `models.training.run_epochs` does);
 - `fit, hand-written loss`: `inference.fit` with the same hand-written loss, so the difference is
   the driver alone (non-finite check, running metrics, per-epoch bookkeeping);
-- `fit, DSL loss`: `inference.fit` with `models.vae.loss_fn` (the DSL and `inference.elbo(...).sgvb()`);
+- `fit, DSL loss`: `inference.fit` with `models.vae.model.loss_fn` (the DSL and `inference.elbo(...).sgvb()`);
 - `fit, DSL loss, checkpoint every epoch`: the same with `checkpoint_dir=..., checkpoint_every=1`.
 
 Rounds are interleaved (each round runs `--epochs-per-round` epochs of every contender, in a
@@ -41,7 +41,8 @@ import optax
 import inference
 from benchmarks import vae_handwritten as hw
 from inference.checkpoint import TrainCheckpoints
-from models import mnist, vae
+from models.data import mnist
+from models.vae import model as vae
 
 __all__ = ["main"]
 
@@ -56,7 +57,7 @@ def hw_loss(params, key, x, state):
 
 
 def dsl_loss(params, key, x, state):
-    """`models.vae.loss_fn` (the DSL) on a batch binarised with the step's key."""
+    """`models.vae.model.loss_fn` (the DSL) on a batch binarised with the step's key."""
     key_binarize, key_loss = jax.random.split(key)
     x = jax.random.bernoulli(key_binarize, x).astype(x.dtype)
     return vae.loss_fn(params, key_loss, x), (state, {})

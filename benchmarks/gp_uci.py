@@ -28,7 +28,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from models import cli, gp, gp_exact, svgp, uci
+from models import cli
+from models.data import uci
+from models.gp import cli as gp
+from models.gp import exact as gp_exact
+from models.gp import svgp
 
 ZHUSUAN = {"boston": {"rmse": (2.90, 0.40), "nll": (2.52, 0.10)},
            "protein": {"rmse": (4.49, 0.03), "nll": (2.93, 0.01)}}

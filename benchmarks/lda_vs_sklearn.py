@@ -4,7 +4,7 @@ Run: `python -m benchmarks.lda_vs_sklearn [--methods svi lntm] [--topics K ...] 
 [--epochs N] [--beta B] [--log-delta D] [--out FILE]`.
 
 Same 80/20 document split and the same document-completion protocol for every contender (see
-`models.lda`): held-out per-word perplexity (lower is better) and fit time (seconds, one fit each:
+`models.topics.cli`): held-out per-word perplexity (lower is better) and fit time (seconds, one fit each:
 on the shared 2-core machine these times are indicative only). For the LNTM, also the AIS estimate
 of the whole test documents' log-likelihood per word. Each result is written as soon as it is
 measured, with the UTC time and the load average at its start.
@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from models import lda
+from models.topics import cli as lda
 
 
 def _namespace(args, method, k):

@@ -27,7 +27,8 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.special import gammaln
 
 from inference.sgmcmc import SGHMC, SGLD, scaled_log_joint
-from models import bnn, uci
+from models import bnn
+from models.data import uci
 
 LR, FRICTION, BATCH, HIDDEN = 1e-4, 0.25, 32, 50
 

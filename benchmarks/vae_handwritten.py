@@ -1,9 +1,9 @@
-"""The VAE of `models.vae` written in plain JAX + optax, with no DSL: the benchmarks' baseline.
+"""The VAE of `models.vae.model` written in plain JAX + optax, with no DSL: the benchmarks' baseline.
 
-Same architecture, parameters and estimator as `models.vae`: z ~ N(0, I) (40 dims), x | z ~
+Same architecture, parameters and estimator as `models.vae.model`: z ~ N(0, I) (40 dims), x | z ~
 Bernoulli(logits = decoder(z)), q(z | x) = N(mean, exp(logstd)^2) from the encoder, the one-sample
 (SGVB) ELBO averaged over the batch, Adam 1e-3. The parameter pytree is exactly
-`models.vae.init_params`'s (`{"encoder": [...], "decoder": [...]}`, lists of `{"w", "b"}` layers,
+`models.vae.model.init_params`'s (`{"encoder": [...], "decoder": [...]}`, lists of `{"w", "b"}` layers,
 the encoder's output split as `[mean | logstd]`), and the reparameterisation noise is drawn with
 the same key as the DSL draws node "z" (`ppl.node_key(key, "z")`), so the same parameters and key
 give the same loss and gradients up to float rounding. This is what an experienced JAX user writes
@@ -42,7 +42,7 @@ def log_weights(params: dict, key: jax.Array, x: jax.Array, n_particles: int) ->
     """log p(x, z) - log q(z | x) for `n_particles` reparameterised samples z ~ q(z | x).
 
     Args:
-      params: `models.vae.init_params` layout.
+      params: `models.vae.model.init_params` layout.
       key: a JAX PRNG key (the noise uses `ppl.node_key(key, "z")`, as the DSL does).
       x: binary digits `[n, x_dim]`.
       n_particles: samples per digit.
@@ -82,7 +82,7 @@ def make_train_step(optimizer: optax.GradientTransformation, n_particles: int = 
 def make_epoch(train_step, batch_size: int = 128):
     """A jitted epoch `epoch(params, opt_state, key, x_train) -> (params, opt_state, losses)`.
 
-    Same data pipeline and key usage as `models.vae.make_epoch`: permute `x_train`
+    Same data pipeline and key usage as `models.vae.model.make_epoch`: permute `x_train`
     `[n_train, x_dim]` (intensities in [0, 1]), drop the ragged last batch, binarise each batch
     with Bernoulli draws, and `lax.scan` `train_step` over the `n_train // batch_size` batches.
     `train_step` can be any `(params, opt_state, key, x) -> (params, opt_state, loss)` step, so
@@ -123,14 +123,14 @@ def _evaluate_chunks(params, key, chunks, n_importance):
 
 def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_size: int = 25,
              per_digit: bool = False) -> dict:
-    """Test ELBO and importance-sampled log-likelihood (nats per digit), as `models.vae.evaluate`.
+    """Test ELBO and importance-sampled log-likelihood (nats per digit), as `models.vae.model.evaluate`.
 
     Both use the same `n_importance` samples z ~ q(z | x) per digit: the ELBO is the mean log
     weight, the log-likelihood the log-mean-exp of the weights (max-shifted, so stable), processed
     `batch_size` digits at a time in one jitted `lax.map` (the last chunk zero-padded).
 
     Args:
-      params: `models.vae.init_params` layout.
+      params: `models.vae.model.init_params` layout.
       key: a JAX PRNG key.
       x: binary digits `[n, x_dim]`.
       n_importance: samples per digit.

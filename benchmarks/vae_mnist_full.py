@@ -1,6 +1,6 @@
 """Quality benchmark: the DSL VAE vs the hand-written JAX VAE, trained on the full MNIST.
 
-Both start from the same parameters (`models.vae.init_params`), see the same dynamically binarised
+Both start from the same parameters (`models.vae.model.init_params`), see the same dynamically binarised
 batches in the same order with the same noise keys (Adam 1e-3, batch 128, one jitted `lax.scan` per
 epoch), and are evaluated on the 10000 test digits (binarised once, the same for both) with 1000
 importance samples per digit: the test ELBO (mean log weight) and the importance-sampled
@@ -38,7 +38,8 @@ import optax
 
 import inference
 from benchmarks import vae_handwritten as hw
-from models import mnist, vae
+from models.data import mnist
+from models.vae import model as vae
 
 __all__ = ["dsl_evaluate_per_digit", "main"]
 
@@ -61,9 +62,9 @@ def _dsl_chunks(params, key, chunks, n_importance):
 
 def dsl_evaluate_per_digit(params: dict, key: jax.Array, x: jax.Array, n_importance: int = 1000,
                            batch_size: int = 25) -> tuple[jax.Array, jax.Array]:
-    """`models.vae.evaluate`, but returning the per-digit ELBO and log-likelihood, each `[n]` (nats).
+    """`models.vae.model.evaluate`, but returning the per-digit ELBO and log-likelihood, each `[n]` (nats).
 
-    Same chunking and keys as `models.vae.evaluate` (and `vae_handwritten.evaluate`).
+    Same chunking and keys as `models.vae.model.evaluate` (and `vae_handwritten.evaluate`).
     """
     n, x_dim = x.shape
     n_chunks = math.ceil(n / batch_size)

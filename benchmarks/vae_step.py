@@ -4,7 +4,7 @@ One step is forward + backward + Adam update, jitted, on a batch of 128 binary M
 digits, for the same VAE (40-dim z, 500-500 ReLU encoder and decoder, Bernoulli likelihood,
 diagonal-normal q, one-sample SGVB, Adam 1e-3):
 
-- `dsl`: `models.vae.make_train_step` (the `ppl` DSL and `inference.elbo(...).sgvb()`);
+- `dsl`: `models.vae.model.make_train_step` (the `ppl` DSL and `inference.elbo(...).sgvb()`);
 - `handwritten`: `benchmarks.vae_handwritten.make_train_step` (plain JAX + optax);
 - `numpyro`: `numpyro.infer.SVI` with `Trace_ELBO`, the same networks as `numpyro.param` pytrees,
   optax Adam through `numpyro.optim.optax_to_numpyro`, `jax.jit(svi.update)`.
@@ -42,7 +42,8 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.optim import optax_to_numpyro
 
 from benchmarks import vae_handwritten as hw
-from models import nn, vae
+from models import nn
+from models.vae import model as vae
 
 __all__ = ["hlo_summary", "main", "make_numpyro_step"]
 
@@ -53,7 +54,7 @@ def make_numpyro_step(params: dict, x: jax.Array, learning_rate: float = 1e-3, s
     """NumPyro SVI for the same VAE: returns `(step, svi_state)`, `step(svi_state, x) -> (svi_state, loss)`.
 
     The networks are `numpyro.param` sites holding `params["decoder"]` / `params["encoder"]` (the
-    `models.vae.init_params` pytrees); the data plate is scaled by 1 / batch so that the loss is
+    `models.vae.model.init_params` pytrees); the data plate is scaled by 1 / batch so that the loss is
     the negative ELBO per digit, as in the other two.
     """
     z_dim = params["decoder"][0]["w"].shape[0]

@@ -1,6 +1,6 @@
 """Quality on binarized MNIST: VAE (k = 1), IWAE-5 and IWAE-50 trained with the same small budget.
 
-All three use the same network (`models.iwae`: 50 latent units, 200-200 ReLU encoder/decoder), the
+All three use the same network (`models.vae.iwae`: 50 latent units, 200-200 ReLU encoder/decoder), the
 same Adam settings (learning rate 1e-3, batches of 100) and the same number of passes over the
 60000 train+valid digits; the test log-likelihood is the importance-sampled estimate with 5000
 samples per digit (Burda et al.'s protocol) on the first `--n-test` test digits, the same for all.
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import jax
 
-from models import iwae, mnist, vae
+from models.data import mnist
+from models.vae import iwae
+from models.vae import model as vae
 
 __all__ = ["main"]
 

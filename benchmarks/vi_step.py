@@ -1,8 +1,8 @@
 """Step time: IWAE-50 and VIMCO-10 training steps in the DSL vs the same step hand-written in JAX.
 
-* IWAE-50: `models.iwae.loss_fn` (VAE networks 784-200-200-50, batch 100, 50 samples) vs plain
+* IWAE-50: `models.vae.iwae.loss_fn` (VAE networks 784-200-200-50, batch 100, 50 samples) vs plain
   JAX log-densities and the log-mean-exp bound.
-* VIMCO-10: `models.sbn.loss_fn(method="vimco")` (SBN 200-200-200, batch 24, 10 samples) vs plain
+* VIMCO-10: `models.vae.sbn.loss_fn(method="vimco")` (SBN 200-200-200, batch 24, 10 samples) vs plain
   JAX Bernoulli layers and VIMCO's leave-one-out control variates.
 
 Each repetition runs `--steps` training steps (`value_and_grad` + Adam) in one jitted `lax.scan`,
@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from models import iwae, sbn, vae
+from models.vae import iwae, sbn
+from models.vae import model as vae
 
 __all__ = ["main"]
 

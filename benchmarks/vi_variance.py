@@ -28,7 +28,8 @@ from inference.elbo import elbo
 from inference.estimators import reinforce_init
 from inference.iw_objective import iw_objective
 from inference.klpq import klpq
-from models import mnist, sbn
+from models.data import mnist
+from models.vae import sbn
 
 __all__ = ["main"]
 

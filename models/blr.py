@@ -29,7 +29,8 @@ import ppl
 from inference.diagnostics import effective_sample_size, rhat
 from inference.hmc import HMC, NUTS, ChEES, HMCSampleInfo
 from models import cli
-from models.hmc_plots import plot_histograms, plot_traces
+from models.data.breast_cancer import load_breast_cancer
+from models.plots import plot_histograms, plot_traces
 
 __all__ = ["METHODS", "build_blr", "load_breast_cancer", "make_sampler", "fit", "accuracy", "FitResult",
            "add_arguments", "main"]
@@ -68,29 +69,6 @@ def _blr_feature_major(x_t, alpha):
     w = bn.normal("w", jnp.zeros(x_t.shape[0]), std=alpha, group_ndims=1)
     bn.bernoulli("y", logits=w @ x_t, group_ndims=1)
     return bn
-
-
-def load_breast_cancer(seed: int = 0, test_fraction: float = 0.2):
-    """scikit-learn's breast cancer set (569 x 30), standardised with training statistics, plus an
-    intercept column; a random `test_fraction` held out.
-
-    Returns:
-      `(x_train [n, 31], y_train [n], x_test [m, 31], y_test [m])`, float32.
-
-    Raises:
-      ImportError: scikit-learn is not installed.
-    """
-    from sklearn.datasets import load_breast_cancer as sklearn_load
-
-    data = sklearn_load()
-    x, y = data.data.astype(np.float64), data.target.astype(np.float32)
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    mean, std = x[train].mean(0), x[train].std(0)
-    x = (x - mean) / std
-    x = np.concatenate([x, np.ones((len(y), 1))], axis=1).astype(np.float32)
-    return x[train], y[train], x[test], y[test]
 
 
 class FitResult(NamedTuple):

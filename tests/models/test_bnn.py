@@ -12,7 +12,8 @@ import ppl
 from inference.sgmcmc.driver import sample
 from inference.sgmcmc.gradients import scaled_log_joint
 from inference.sgmcmc.sgld import SGLD
-from models import bnn, uci
+from models import bnn
+from models.data import uci
 
 
 def _small_split(n_train=64, n_test=16):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from models import corpus
+from models.data import corpus
 
 
 def test_uci_format_round_trip(tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from models import gp_exact, kernels, svgp
+from models.gp import exact as gp_exact
+from models.gp import kernels, svgp
 
 
 def _data(key, n=25, d=2):

@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import iwae, mnist, vae
+from models.data import mnist
+from models.vae import iwae
+from models.vae import model as vae
 
 
 @pytest.fixture(scope="module")

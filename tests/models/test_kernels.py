@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models import kernels
+from models.gp import kernels
 
 KERNELS = {
     "rbf": partial(kernels.rbf, lengthscale=0.7, variance=1.5),

@@ -8,7 +8,7 @@ import scipy.optimize
 import scipy.special
 
 import ppl
-from models import lda_model
+from models.topics import lda as lda_model
 
 
 def test_dirichlet_node_samples_carry_gradients(key):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from models import corpus, lntm
+from models.data import corpus
+from models.topics import lntm
 
 
 def test_sparse_likelihood_matches_dense_hand_computation(key):

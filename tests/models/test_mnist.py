@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import mnist
+from models.data import mnist
 
 DATA_DIR = Path(os.environ.get("PPL_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 

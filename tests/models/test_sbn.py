@@ -10,7 +10,8 @@ import pytest
 
 from inference.iw_objective import iw_objective
 from inference.klpq import klpq
-from models import mnist, sbn
+from models.data import mnist
+from models.vae import sbn
 
 
 @pytest.fixture(scope="module")

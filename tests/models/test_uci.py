@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import uci
+from models.data import uci
 
 DATA_DIR = Path(os.environ.get("PPL_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
 HAS_REAL = (DATA_DIR / "uci" / "bostonHousing" / "data.txt").is_file()

@@ -10,7 +10,8 @@ import optax
 import pytest
 
 import models.__main__
-from models import mnist, vae
+from models.data import mnist
+from models.vae import model as vae
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -11,7 +11,10 @@ import pytest
 
 import models.__main__
 from inference import flows
-from models import mnist, vae, vae_discrete, vae_flow
+from models.data import mnist
+from models.vae import discrete as vae_discrete
+from models.vae import flow as vae_flow
+from models.vae import model as vae
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import pytest
 
 import ppl
-from models import bnn, lda_model, vae
+from models import bnn
+from models.topics import lda as lda_model
+from models.vae import model as vae
 from ppl.provenance import provenance
 from tests.conftest import REPO_ROOT
 

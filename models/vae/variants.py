@@ -1,6 +1,6 @@
-"""What the VAE variants (`models.vae_discrete`, `models.vae_flow`) share: data, training loop, outputs.
+"""What the VAE variants (`models.vae.discrete`, `models.vae.flow`) share: data, training loop, outputs.
 
-The Gaussian VAE (`models.vae`) keeps its own loop; the variants differ from it in what a step
+The Gaussian VAE (`models.vae.model`) keeps its own loop; the variants differ from it in what a step
 carries (the REINFORCE moving-average state) and in how q is built, so their loss functions have
 one signature, `loss_fn(params, key, x, state) -> (cost, (state, elbo))`, and everything else here
 is written once for both: the scanned epoch, the fit loop with a per-epoch test ELBO, chunked
@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from models import cli, mnist
-from models.vae_plots import plot_elbo, plot_reconstructions, plot_samples
+from models import cli
+from models.data import mnist
+from models.vae.plots import plot_elbo, plot_reconstructions, plot_samples
 
 __all__ = ["VariantFit", "PreparedRun", "evaluate_in_chunks", "fit", "make_epoch", "prepare", "write_outputs"]
 
@@ -161,7 +162,7 @@ def spread(x: np.ndarray, n: int | None) -> np.ndarray:
 
 
 def prepare(args: argparse.Namespace, default_epochs: dict[str, int]) -> PreparedRun:
-    """Checks the flags of `models.vae.add_arguments` and loads the data as `python -m models vae` does.
+    """Checks the flags of `models.vae.model.add_arguments` and loads the data as `python -m models vae` does.
 
     The data set defaults to mnist with `--data-dir`, else the packaged mnist_5k; `--n-train` and
     `--n-test` take evenly spaced digits; grey-level test digits are binarised once with the run's

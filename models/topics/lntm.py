@@ -9,7 +9,7 @@ relative of LDA with a diagonal covariance, Blei and Lafferty 2007):
   \\log p(x_d \\mid \\eta_d, \\beta) = \\sum_w x_{dw} \\log(\\theta_d \\cdot \\phi_{\\cdot w})
 
 (the multinomial coefficient left out, as in ZhuSuan). Documents are padded word lists
-(`models.corpus.BagOfWords`), so a document costs O(n_topics x its distinct words), not O(n_topics
+(`models.data.corpus.BagOfWords`), so a document costs O(n_topics x its distinct words), not O(n_topics
 x n_vocab): ZhuSuan's sparse variant.
 
 Monte Carlo EM: for each minibatch of documents, the E-step runs `n_e_steps` HMC transitions on
@@ -23,7 +23,7 @@ jitted `lax.scan` over epochs.
 
 Differences from ZhuSuan's script: per-document rather than one shared step size; the minibatch
 likelihood scaled by N / B in the M-step; beta starts at small noise rather than zero; and
-`models.lda` defaults to a N(0, 1) prior on beta (`log_delta=0`, chosen on a validation split),
+`models.topics.cli` defaults to a N(0, 1) prior on beta (`log_delta=0`, chosen on a validation split),
 since ZhuSuan's almost flat prior (`LOG_DELTA = 10`, this module's default) over-fits rare words.
 
 Evaluation: `document_topics` (posterior mean of theta by HMC, for perplexity by document
@@ -54,7 +54,7 @@ from numpyro.distributions import constraints
 import inference
 import ppl
 from inference.hmc import adaptation
-from models.corpus import BagOfWords, to_bag_of_words
+from models.data.corpus import BagOfWords, to_bag_of_words
 
 __all__ = [
     "LNTMConfig",
@@ -294,7 +294,7 @@ def fit_lntm(key: jax.Array, documents, n_topics: int, n_vocab: int | None = Non
 
     Args:
       key: a JAX PRNG key.
-      documents: a `models.corpus.BagOfWords` (`[n_docs, max_words]`) or a count matrix
+      documents: a `models.data.corpus.BagOfWords` (`[n_docs, max_words]`) or a count matrix
         `[n_docs, n_vocab]` (dense or SciPy sparse).
       n_topics: K.
       n_vocab: V (default: the count matrix's width; required with a `BagOfWords`).

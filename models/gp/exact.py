@@ -21,7 +21,7 @@ import jax.scipy.linalg as jsl
 import optax
 
 import ppl
-from models import kernels
+from models.gp import kernels
 
 __all__ = [
     "STATIONARY_KERNELS",

@@ -2,7 +2,7 @@
 
 The generative model is z ~ Bernoulli(sigmoid(a)) with 200 binary units and learned prior log-odds
 `a`, x | z ~ Bernoulli(logits = MLP(z)) with a 500-500 ReLU decoder; q(z | x) is a factorised
-Bernoulli whose log-odds come from a 500-500 ReLU encoder (the sizes of `models.vae`, with the 200
+Bernoulli whose log-odds come from a 500-500 ReLU encoder (the sizes of `models.vae.model`, with the 200
 binary units of the discrete-VAE literature). Two ways to train it:
 
 * `latent="bernoulli"`: the ELBO's score-function (REINFORCE) gradient for the encoder and its
@@ -54,7 +54,8 @@ import optax
 import inference
 import ppl
 from inference.estimators import ReinforceState
-from models import nn, training, vae_variants
+from models import nn, training
+from models.vae import variants as vae_variants
 
 __all__ = ["BASELINES", "DEFAULT_EPOCHS", "LATENTS", "build_gen", "build_q_net", "evaluate", "fit",
            "init_params", "loss_fn", "make_epoch", "reconstruct", "run", "sample_digits"]
@@ -204,7 +205,7 @@ def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, i
                n_particles: int = 1):
     """A jitted pass `epoch(params, opt_state, state, key, x_train) -> (params, opt_state, state, elbos)`.
 
-    See `models.vae_variants.make_epoch`; the step minimises `loss_fn` with these options.
+    See `models.vae.variants.make_epoch`; the step minimises `loss_fn` with these options.
 
     Raises:
       ValueError: see `loss_fn`.
@@ -268,7 +269,7 @@ def fit(key: jax.Array, x_train, x_test=None, *, latent: str = "bernoulli", base
       latent, baseline, temperature, n_particles: see `loss_fn`.
 
     Returns:
-      A `models.vae_variants.VariantFit` (its `state` the final `ReinforceState`).
+      A `models.vae.variants.VariantFit` (its `state` the final `ReinforceState`).
 
     Raises:
       ValueError: bad options (see `loss_fn`), fewer training digits than a batch, `epochs < 1`.
@@ -307,7 +308,7 @@ def _pictures(params, key, x):
 def run(args: argparse.Namespace) -> int:
     """`python -m models vae --latent bernoulli|concrete`: trains, evaluates, writes metrics and PNGs.
 
-    Uses the flags of `models.vae.add_arguments` (`--latent`, `--baseline`, `--temperature` and the
+    Uses the flags of `models.vae.model.add_arguments` (`--latent`, `--baseline`, `--temperature` and the
     shared ones). The metrics add to the Gaussian VAE's: `latent`, `estimator`, `baseline`,
     `temperature`, `z_dim`, and `evaluation` (how the log-likelihood was computed).
 

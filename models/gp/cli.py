@@ -7,7 +7,7 @@ kernel (long-term trend + decaying yearly cycle + medium-term irregularities) to
 Loa CO2 record up to 1990 by type-II maximum likelihood, predicts 1991-2001, and plots the mean and
 the 95% interval (`co2.png`).
 
-The model code lives in `models.gp_exact` (exact GP), `models.svgp` (SVGP) and `models.kernels`.
+The model code lives in `models.gp.exact` (exact GP), `models.gp.svgp` (SVGP) and `models.gp.kernels`.
 
 References:
   Hensman, Fusi and Lawrence, `Gaussian Processes for Big Data <https://arxiv.org/abs/1309.6835>`_, 2013.
@@ -26,7 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models import cli, gp_exact, kernels, svgp, uci
+from models import cli
+from models.data import uci
+from models.data.co2 import load_co2
+from models.gp import exact as gp_exact
+from models.gp import kernels, svgp
 
 __all__ = ["CO2Params", "add_arguments", "co2_kernel", "fit_uci_split", "gaussian_nll", "load_co2", "main"]
 
@@ -53,7 +57,7 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, args: argparse.Namespace)
 
     Args:
       key: a JAX PRNG key.
-      split: a `models.uci.UCISplit`.
+      split: a `models.data.uci.UCISplit`.
       args: the parsed flags (`method`, `kernel`, `inducing`, `epochs`, `batch_size`, `particles`,
         `learning_rate`).
 
@@ -103,23 +107,6 @@ def co2_kernel(params: CO2Params) -> kernels.KernelFn:
         kernels.multiply(functools.partial(kernels.rbf, variance=season[0], lengthscale=season[1]),
                          functools.partial(kernels.periodic, lengthscale=season[2], period=season[3])),
         functools.partial(kernels.matern32, variance=irregular[0], lengthscale=irregular[1]))
-
-
-def load_co2() -> tuple[np.ndarray, np.ndarray]:
-    """Monthly mean Mauna Loa CO2 (statsmodels' weekly record 1958-2001, missing weeks dropped).
-
-    Returns:
-      `(years [n], ppm [n])`: decimal year of each month's middle, and its mean CO2 in ppm.
-
-    Raises:
-      ImportError: statsmodels is not installed.
-    """
-    from statsmodels.datasets import co2
-
-    frame = co2.load_pandas().data.dropna()
-    monthly = frame["co2"].resample("MS").mean().dropna()
-    years = monthly.index.year + (monthly.index.month - 0.5) / 12.0
-    return np.asarray(years, np.float64), np.asarray(monthly.values, np.float64)
 
 
 def _run_co2(args, out) -> dict:

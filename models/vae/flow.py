@@ -1,11 +1,11 @@
 """Gaussian VAE whose posterior q(z | x) is refined by a normalizing flow (planar or IAF).
 
-The model, encoder and sizes are `models.vae`'s (z ~ N(0, I) with 40 dims, 500-500 ReLU encoder and
+The model, encoder and sizes are `models.vae.model`'s (z ~ N(0, I) with 40 dims, 500-500 ReLU encoder and
 decoder). The encoder's diagonal normal q0(z0 | x) is pushed through K flow layers of
 `inference.flows`, z_K = f_K(... f_1(z0)), with log q_K(z_K | x) = log q0(z0 | x) - sum_k log |det
 df_k / dz|; the pair is handed to the objective as `latent={"z": (z_K, log q_K)}` and the ELBO is
 maximised with the reparameterised (SGVB) gradient, learning the flow's parameters together with
-the encoder and decoder (Adam, batches of 128, dynamic binarisation, as `models.vae`).
+the encoder and decoder (Adam, batches of 128, dynamic binarisation, as `models.vae.model`).
 
 * `flow="planar"`: K planar layers z + u tanh(w . z + b) (Rezende and Mohamed 2015).
 * `flow="iaf"`: K inverse autoregressive steps, each a one-hidden-layer MADE of `iaf_hidden` ELU
@@ -13,7 +13,7 @@ the encoder and decoder (Adam, batches of 128, dynamic binarisation, as `models.
 
 The flow parameters are global (shared by all digits), not amortised: the encoder sets q0 per
 digit and the flow reshapes it; IAF is used without the encoder context h (optional in Kingma et
-al.). Evaluation is `models.vae.evaluate`'s with the flow's q: the test ELBO and
+al.). Evaluation is `models.vae.model.evaluate`'s with the flow's q: the test ELBO and
 `inference.is_loglikelihood` with importance samples from q_K.
 
 Run it with `python -m models vae --flow planar --n-flows 10` or `--flow iaf`, or from Python:
@@ -42,7 +42,9 @@ import optax
 
 import inference
 from inference import flows
-from models import training, vae, vae_variants
+from models import training
+from models.vae import model as vae
+from models.vae import variants as vae_variants
 
 __all__ = ["DEFAULT_N_FLOWS", "FLOWS", "evaluate", "fit", "init_params", "loss_fn", "make_epoch", "posterior",
            "reconstruct", "refine", "run"]
@@ -54,13 +56,13 @@ Z_DIM, N_HIDDEN = 40, 500
 
 def init_params(key: jax.Array, flow: str = "planar", n_flows: int | None = None, x_dim: int = 784,
                 z_dim: int = Z_DIM, n_hidden: int = N_HIDDEN, iaf_hidden: int | None = None) -> dict:
-    """`models.vae.init_params` plus the flow's parameters under "flow".
+    """`models.vae.model.init_params` plus the flow's parameters under "flow".
 
     Args:
       key: a JAX PRNG key.
       flow: "planar" or "iaf".
       n_flows: layers (default `DEFAULT_N_FLOWS[flow]`).
-      x_dim, z_dim, n_hidden: as in `models.vae.init_params`.
+      x_dim, z_dim, n_hidden: as in `models.vae.model.init_params`.
       iaf_hidden: MADE hidden units per IAF step (default `4 * z_dim`).
 
     Returns:
@@ -106,7 +108,7 @@ def posterior(params: dict, key: jax.Array, x: jax.Array, n_particles: int | Non
 
     Args:
       params: from `init_params`.
-      key: a JAX PRNG key (the same key gives `models.vae.build_q_net`'s z0).
+      key: a JAX PRNG key (the same key gives `models.vae.model.build_q_net`'s z0).
       x: binary digits `[n, x_dim]`.
       n_particles: samples per digit (a leading axis), or None.
 
@@ -152,7 +154,7 @@ def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, i
                n_particles: int = 1):
     """A jitted pass `epoch(params, opt_state, state, key, x_train) -> (params, opt_state, state, elbos)`.
 
-    See `models.vae_variants.make_epoch`; `state` is `()`.
+    See `models.vae.variants.make_epoch`; `state` is `()`.
     """
     return vae_variants.make_epoch(functools.partial(loss_fn, n_particles=n_particles), optimizer,
                                    batch_size, is_binarized)
@@ -172,7 +174,7 @@ def _evaluate_chunks(params, key, chunks, n_importance):
 def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_size: int = 25) -> dict:
     """Test ELBO and importance-sampled log-likelihood with the flow's q (nats per digit).
 
-    As `models.vae.evaluate`, with importance samples and densities from q_K (`posterior`).
+    As `models.vae.model.evaluate`, with importance samples and densities from q_K (`posterior`).
 
     Returns:
       `{"test_elbo": float, "test_log_likelihood": float}`.
@@ -201,7 +203,7 @@ def fit(key: jax.Array, x_train, x_test=None, *, flow: str = "planar", n_flows: 
       flow, n_flows: see `init_params`.
 
     Returns:
-      A `models.vae_variants.VariantFit` (`state` is `()`).
+      A `models.vae.variants.VariantFit` (`state` is `()`).
 
     Raises:
       ValueError: an unknown flow, fewer training digits than a batch, or `epochs < 1`.
@@ -232,7 +234,7 @@ def _pictures(params, key, x):
 def run(args: argparse.Namespace) -> int:
     """`python -m models vae --flow planar|iaf [--n-flows K]`: trains, evaluates, writes metrics and PNGs.
 
-    Uses the flags of `models.vae.add_arguments`. The metrics add `flow`, `n_flows`, `z_dim` and
+    Uses the flags of `models.vae.model.add_arguments`. The metrics add `flow`, `n_flows`, `z_dim` and
     `evaluation` to the Gaussian VAE's.
 
     Raises:

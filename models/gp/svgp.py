@@ -32,7 +32,7 @@ import optax
 
 import inference
 import ppl
-from models.gp_exact import GPParams, cholesky, kernel_fn
+from models.gp.exact import GPParams, cholesky, kernel_fn
 
 __all__ = [
     "SVGPParams",

@@ -38,8 +38,10 @@ import optax
 
 import inference
 import ppl
-from models import cli, mnist, nn, vae_variants
-from models.vae_plots import plot_elbo, plot_reconstructions, plot_samples
+from models import cli, nn
+from models.data import mnist
+from models.vae import variants as vae_variants
+from models.vae.plots import plot_elbo, plot_reconstructions, plot_samples
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -55,7 +57,7 @@ __all__ = [
     "main",
     "make_epoch",
     "make_train_step",
-    "plot_elbo",  # re-exported from models.vae_plots
+    "plot_elbo",  # re-exported from models.vae.plots
     "plot_reconstructions",
     "plot_samples",
     "reconstruct",
@@ -327,7 +329,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)  # tests: subsets
     parser.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    variants = parser.add_argument_group("variants (models.vae_discrete, models.vae_flow)")
+    variants = parser.add_argument_group("variants (models.vae.discrete, models.vae.flow)")
     variants.add_argument("--latent", choices=("gaussian", "bernoulli", "concrete"), default="gaussian",
                           help="gaussian: the 40-unit Gaussian VAE; bernoulli: 200 binary latents trained "
                                "by REINFORCE with baselines; concrete: the same model trained through the "
@@ -351,7 +353,7 @@ def main(args: argparse.Namespace) -> int:
     `--n-importance` samples on the test digits, binarised once with the run's key), their
     per-epoch curves, and `seconds` (wall time of the whole run). Pictures: `samples.png`,
     `reconstructions.png`, `elbo.png`. With `--latent bernoulli|concrete` or `--flow planar|iaf` the
-    run is handed to `models.vae_discrete.run` or `models.vae_flow.run`, which write the same files.
+    run is handed to `models.vae.discrete.run` or `models.vae.flow.run`, which write the same files.
 
     Raises:
       ValueError: `--flow` together with a non-Gaussian `--latent`; a non-positive `--epochs`,
@@ -364,10 +366,10 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"--flow {flow} refines the Gaussian posterior; it cannot be combined with "
                          f"--latent {latent}")
     if latent != "gaussian":
-        from models import vae_discrete  # imported here, as the variants import this module
+        from models.vae import discrete as vae_discrete
         return vae_discrete.run(args)
     if flow != "none":
-        from models import vae_flow
+        from models.vae import flow as vae_flow
         return vae_flow.run(args)
     start = time.perf_counter()
     run = vae_variants.prepare(args, DEFAULT_EPOCHS)  # checks the flags, loads and binarises the data

@@ -6,15 +6,15 @@ document's tokens are split at random into halves; its topic proportions are inf
 first half and the per-word perplexity is measured on the second. scikit-learn's
 `LatentDirichletAllocation` (variational Bayes) is fitted to the same training documents with the
 same K and evaluated with the same protocol (proportions from its `transform`, topics from its
-normalised `components_`). `--method svi`: LDA with Dirichlet q (`models.lda_model`); `--method
-lntm`: ZhuSuan's logistic-normal topic model with HMC inside Monte Carlo EM (`models.lntm`), which
+normalised `components_`). `--method svi`: LDA with Dirichlet q (`models.topics.lda`); `--method
+lntm`: ZhuSuan's logistic-normal topic model with HMC inside Monte Carlo EM (`models.topics.lntm`), which
 also estimates the marginal likelihood of the whole test documents by AIS (`ais_log_likelihood`,
 nats per word, and `ais_perplexity`). Writes `metrics.json` (`perplexity`, `sklearn_perplexity`,
 `seconds`, `sklearn_seconds`, ...), `top_words.txt` and `trace.png` (the SVI ELBO or the EM
 log-likelihood). Default corpus: the 395 Reuters stories of the `lda` package; `--docword FILE
 --vocab FILE` reads a UCI bag-of-words corpus instead.
 
-The loaders are in `models.corpus`.
+The loaders are in `models.data.corpus`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ import time
 import jax
 import numpy as np
 
-from models import cli, corpus, lda_model, lntm
+from models import cli
+from models.data import corpus
+from models.topics import lda as lda_model
+from models.topics import lntm
 
 __all__ = ["add_arguments", "main", "run", "sklearn_perplexity", "top_words"]
 

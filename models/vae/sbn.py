@@ -38,7 +38,9 @@ import ppl
 from inference.importance import is_loglikelihood
 from inference.iw_objective import iw_objective
 from inference.klpq import klpq
-from models import cli, mnist, training, vae
+from models import cli, training
+from models.data import mnist
+from models.vae import model as vae
 
 __all__ = ["DEFAULT_EPOCHS", "SBNFit", "add_arguments", "build_gen", "build_q_net", "evaluate", "fit",
            "init_params", "loss_fn", "main", "make_epoch"]

@@ -1,6 +1,6 @@
 """Importance weighted autoencoder (IWAE) on binarized MNIST, with k = 5 or k = 50 samples.
 
-The model and encoder are the VAE's (`models.vae`: z ~ N(0, I), x | z ~ Bernoulli(MLP(z)), a
+The model and encoder are the VAE's (`models.vae.model`: z ~ N(0, I), x | z ~ Bernoulli(MLP(z)), a
 diagonal-normal q(z | x)) with Burda et al.'s one-stochastic-layer sizes: 50 latent units and two
 hidden layers of 200 units (ReLU here, tanh in the paper). Training maximises the k-sample
 importance weighted bound with its reparameterised gradient (`--estimator iwae`) or the doubly
@@ -29,7 +29,9 @@ import numpy as np
 import optax
 
 from inference.iw_objective import iw_objective
-from models import cli, mnist, training, vae
+from models import cli, training
+from models.data import mnist
+from models.vae import model as vae
 
 __all__ = ["DEFAULT_EPOCHS", "IWAEFit", "add_arguments", "fit", "loss_fn", "main", "make_epoch"]
 
@@ -41,7 +43,7 @@ def loss_fn(params: dict, key: jax.Array, x: jax.Array, k: int, estimator: str =
     """The negative k-sample bound's surrogate cost, averaged over the batch `x` `[n, 784]` (nats).
 
     Args:
-      params: from `models.vae.init_params(key, z_dim=50, n_hidden=200)`.
+      params: from `models.vae.model.init_params(key, z_dim=50, n_hidden=200)`.
       key: a JAX PRNG key.
       x: binary digits `[n, x_dim]`.
       k: importance samples per digit.
