@@ -80,7 +80,7 @@ def _fit(key, data, method, n_hidden, config, **overrides):
     if method == "sghmc":
         options.update(SGHMC, learning_rate=config["learning_rate"])
     options.update(overrides)
-    return bnn.fit(key, data, method=method, n_hidden=n_hidden, epochs=config["epochs"],
+    return bnn.fit(key, data, method=method, n_hidden=n_hidden, n_epochs=config["epochs"],
                    batch_size=config["batch_size"], **options)
 
 

@@ -5,7 +5,7 @@ SGVB, Adam 1e-3, batch 128, dynamic binarisation, one jitted `lax.scan` per epoc
 parameters on the same digits:
 
 - `handwritten loop`: `benchmarks.vae_handwritten.make_epoch` called once per epoch, the epoch's
-  mean loss fetched for the log (what `models.training.run_epochs` does);
+  mean loss fetched for the log (what the zoo's loops did before `inference.fit`);
 - `fit, hand-written loss`: `inference.fit` with the same hand-written loss, so the difference is
   the driver alone (non-finite check, running metrics, per-epoch bookkeeping);
 - `fit, DSL loss`: `inference.fit` with `models.vae.model.loss_fn` (the DSL and `inference.elbo(...).sgvb()`);

@@ -38,11 +38,11 @@ ZHUSUAN = {"boston": {"rmse": (2.90, 0.40), "nll": (2.52, 0.10)},
            "protein": {"rmse": (4.49, 0.03), "nll": (2.93, 0.01)}}
 
 
-def _args(**kwargs) -> argparse.Namespace:
-    defaults = dict(method="svgp", kernel="rbf", inducing=100, epochs=5000, batch_size=5000, particles=20,
+def _options(**kwargs) -> dict:
+    defaults = dict(method="svgp", kernel="rbf", inducing=100, n_epochs=5000, batch_size=5000, n_particles=20,
                     learning_rate=0.01)
     defaults.update(kwargs)
-    return argparse.Namespace(**defaults)
+    return defaults
 
 
 def _now() -> str:
@@ -60,7 +60,7 @@ def svgp_runs(datasets, data_dir, splits, config, results, out):
         entry = results["svgp"][name] = {"config": dict(config), "started": _now(), "per_split": []}
         for k in range(n):
             load = os.getloadavg()[0]
-            row = gp.fit_uci_split(keys[k], uci.load_uci(name, data_dir, split=k), _args(**config))
+            row = gp.fit_uci_split(keys[k], uci.load_uci(name, data_dir, split=k), **_options(**config))
             # one compiled training program per data set: the splits have equal sizes
             row.update(split=k, load_average=load, compiled_programs=svgp._fit_svgp._cache_size())
             print(f"svgp {name} split {k}: {row}", flush=True)
@@ -128,7 +128,7 @@ def main(argv=None):
         results["exact_vs_sklearn"] = old["exact_vs_sklearn"]
     else:
         exact_vs_sklearn(args.data_dir, results, args.out)
-    config = dict(epochs=args.epochs, batch_size=args.batch_size, particles=args.particles,
+    config = dict(n_epochs=args.epochs, batch_size=args.batch_size, n_particles=args.particles,
                   learning_rate=args.learning_rate, inducing=100)
     svgp_runs(args.datasets, args.data_dir, args.splits, config, results, args.out)
 

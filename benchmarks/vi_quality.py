@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     rows = []
     for k in [int(k) for k in args.ks.split(",")]:
         key_fit, key_eval = jax.random.split(jax.random.key(0))
-        result = iwae.fit(key_fit, data.x_train, k=k, epochs=args.epochs, show_progress=False)
+        result = iwae.fit(key_fit, data.x_train, n_particles=k, n_epochs=args.epochs, progress_bar=False)
         start = time.perf_counter()
         scores = vae.evaluate(result.params, key_eval, x_test, n_importance=args.n_importance,
                               batch_size=max(1, 50000 // args.n_importance))

@@ -89,8 +89,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     data = mnist.load_mnist_5k()
     key_fit, key_x, key_base, key_draws = jax.random.split(jax.random.key(0), 4)
-    params = sbn.fit(key_fit, data.x_train, method="vimco", k=K, epochs=1, is_binarized=False,
-                     show_progress=False).params
+    params = sbn.fit(key_fit, data.x_train, method="vimco", n_particles=K, n_epochs=1, is_binarized=False,
+                     progress_bar=False).params
     x = jax.random.bernoulli(key_x, jnp.asarray(data.x_test[:BATCH])).astype(jnp.float32)
     moving_state, learned_state, baseline = jax.jit(_fit_baselines)(params, key_base, x)
     keys = jax.random.split(key_draws, args.draws)

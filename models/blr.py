@@ -144,13 +144,19 @@ def accuracy(w_samples, x, y) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this model's flags to its sub-parser (`python -m models blr --help`)."""
     cli.add_common_arguments(parser, name="blr", dataset="breast_cancer", datasets=["breast_cancer"],
-                             method="nuts", methods=list(METHODS))
-    parser.add_argument("--chains", type=int, default=4, help="parallel chains")
-    parser.add_argument("--samples", type=int, default=1000, help="draws per chain after warmup")
-    parser.add_argument("--warmup", type=int, default=1000, help="adaptation iterations per chain")
-    parser.add_argument("--leapfrogs", type=int, default=10,
+                             method="nuts", methods=list(METHODS), data_dir=False)
+    parser.add_argument("--chains", type=cli.positive_int, default=4, help="parallel chains")
+    parser.add_argument("--samples", type=cli.positive_int, default=1000, help="draws per chain after warmup")
+    parser.add_argument("--warmup", type=cli.positive_int, default=1000,
+                        help="adaptation iterations per chain")
+    parser.add_argument("--leapfrogs", type=cli.positive_int, default=10,
                         help="leapfrog steps per transition (--method hmc)")
     parser.add_argument("--alpha", type=float, default=1.0, help="prior sd of the weights")
+
+
+def check_flags(args: argparse.Namespace, given: set[str]) -> None:
+    """Refuses `--leapfrogs` unless `--method hmc` (NUTS and ChEES choose their trajectory lengths)."""
+    cli.reject_unused_flags(given, args.method, {"leapfrogs": ("hmc",)})
 
 
 def main(args: argparse.Namespace) -> int:

@@ -46,9 +46,11 @@ from jax.scipy.special import logsumexp
 
 import inference
 import ppl
+from inference.deprecation import renamed_arguments
 from inference.sgmcmc import PSGLD, SGHMC, SGLD, SGNHT, sample, scaled_log_joint
 from models import cli
 from models.data import uci
+from models.plots import save_figure
 
 __all__ = [
     "METHODS",
@@ -182,10 +184,10 @@ def make_sampler(method: str, n_train: int, learning_rate: float | None = None, 
 
 
 def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidden: int = 50,
-        epochs: int = 200, batch_size: int = 32, n_chains: int = 4, burnin_epochs: int | None = None,
+        n_epochs: int = 200, batch_size: int = 32, n_chains: int = 4, burnin_epochs: int | None = None,
         learning_rate: float | None = None, friction: float = 0.2, noise_prior: tuple = NOISE_PRIOR,
         weight_prior: tuple | None = WEIGHT_PRIOR, n_samples: int = 100,
-        show_progress: bool = False) -> Posterior:
+        progress_bar: bool = False, **deprecated) -> Posterior:
     """Fits the BNN to standardised training data.
 
     Args:
@@ -193,7 +195,8 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
       data: a `models.data.uci.Standardized` split (only the training part is used).
       method: one of `METHODS`.
       n_hidden: hidden units.
-      epochs: passes over the training data (SG-MCMC: after `burnin_epochs`; SGVB: all).
+      n_epochs: passes over the training data (SG-MCMC: after `burnin_epochs`; SGVB: all; SGVB
+        trains through `inference.fit`).
       batch_size: minibatch size (capped at the training-set size).
       n_chains: SG-MCMC chains (vmapped).
       burnin_epochs: SG-MCMC epochs discarded first (default `epochs // 2`).
@@ -203,7 +206,9 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
       weight_prior: None (`N(0, 1)` weights) or `(shape, rate)`, a Gamma prior on each layer's weight
         precision (see `build_bnn`).
       n_samples: SGVB: how many weight samples to draw from q for prediction.
-      show_progress: show a progress bar.
+      progress_bar: show a progress bar.
+      **deprecated: `epochs` (use `n_epochs`), `show_progress` (use `progress_bar`), with a
+        `DeprecationWarning`.
 
     Returns:
       A `Posterior` (SG-MCMC: one sample per chain per epoch).
@@ -211,15 +216,22 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
     Raises:
       ValueError: an unknown method or bad sizes.
     """
+    renamed = renamed_arguments(deprecated, {"epochs": "n_epochs", "show_progress": "progress_bar"},
+                                "bnn.fit")
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if n_epochs < 1 or batch_size < 1 or n_chains < 1:
+        raise ValueError(f"n_epochs, batch_size and n_chains must be >= 1, got {n_epochs}, {batch_size}, "
+                         f"{n_chains}")
     # XLA on CPU compiles multi-dimensional threefry draws (the q net's [10, 50, 14] samples, the
     # chains' momentum and noise) several times slower in the "partitionable" mode (yacht SGHMC:
     # 20 s vs 4 s, SGVB: minutes vs 11 s); the draws keep their distribution.
     with jax.threefry_partitionable(False):
         weight_prior = None if weight_prior is None else tuple(map(float, weight_prior))
-        return _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epochs, learning_rate,
-                    friction, tuple(map(float, noise_prior)), weight_prior, n_samples, show_progress)
+        return _fit(key, data, method, n_hidden, n_epochs, batch_size, n_chains, burnin_epochs, learning_rate,
+                    friction, tuple(map(float, noise_prior)), weight_prior, n_samples, progress_bar)
 
 
 def _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epochs, learning_rate, friction,
@@ -247,34 +259,17 @@ def _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epoch
 N_PARTICLES = 10  # SGVB: samples of q per gradient step
 
 
-@functools.lru_cache(maxsize=16)  # one jitted epoch per shape: reused across splits
-def _sgvb_epoch_fn(layer_sizes, n_train, batch_size, learning_rate, noise_prior, weight_prior):
-    optimizer = optax.adam(learning_rate)
-
-    def loss(params, key, xb, yb):
+@functools.lru_cache(maxsize=16)  # one optimizer and loss per shape, so `fit` reuses its program
+def _sgvb_loss(layer_sizes, n_train, batch_size, learning_rate, noise_prior, weight_prior):
+    def loss(params, key, batch, state):
+        xb, yb = batch
         q = build_mean_field(params, N_PARTICLES).observe(key)
         model = build_bnn(xb, layer_sizes, noise_prior, weight_prior)
         model.log_joint = scaled_log_joint(n_train / batch_size, ["y"])
-        return jnp.mean(inference.elbo(model, {"y": yb}, variational=q, axis=0).sgvb()) / n_train
+        cost = jnp.mean(inference.elbo(model, {"y": yb}, variational=q, axis=0).sgvb()) / n_train
+        return cost, (state, None)
 
-    @jax.jit
-    def run_epoch(params, opt_state, key, x, y):
-        key_perm, key_steps = jax.random.split(key)
-        index = jax.random.permutation(key_perm, n_train)[: (n_train // batch_size) * batch_size]
-        index = index.reshape(-1, batch_size)
-
-        def step(carry, inputs):
-            params, opt_state = carry
-            batch_index, step_key = inputs
-            value, grads = jax.value_and_grad(loss)(params, step_key, x[batch_index], y[batch_index])
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), value
-
-        keys = jax.random.split(key_steps, index.shape[0])
-        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (index, keys))
-        return params, opt_state, jnp.mean(values)
-
-    return optimizer, run_epoch
+    return optax.adam(learning_rate), loss
 
 
 def _fit_sgvb(key, x, y, layer_sizes, epochs, batch_size, learning_rate, noise_prior, weight_prior, n_samples,
@@ -287,11 +282,10 @@ def _fit_sgvb(key, x, y, layer_sizes, epochs, batch_size, learning_rate, noise_p
     params["log_tau"] = (jnp.zeros(()), jnp.full((), -3.0))
     if weight_prior is not None:
         params.update({f"log_lambda{i}": (jnp.zeros(()), jnp.full((), -3.0)) for i in range(len(shapes))})
-    optimizer, run_epoch = _sgvb_epoch_fn(layer_sizes, x.shape[0], batch_size, learning_rate, noise_prior,
-                                          weight_prior)
-    opt_state = optimizer.init(params)
-    for epoch in cli.progress(range(epochs), desc="SGVB epochs", disable=not show_progress):
-        params, opt_state, _ = run_epoch(params, opt_state, jax.random.fold_in(key_train, epoch), x, y)
+    optimizer, loss = _sgvb_loss(layer_sizes, x.shape[0], batch_size, learning_rate, noise_prior,
+                                 weight_prior)
+    params = inference.fit(key_train, loss, params, optimizer, (x, y), n_epochs=epochs, batch_size=batch_size,
+                           progress_bar=show_progress).params
     q = build_mean_field(params, n_samples).observe(key_draw)
     samples = {name: np.asarray(q[name].value) for name in params}
     return Posterior(samples, layer_sizes)
@@ -328,12 +322,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the BNN's flags to its sub-parser (`python -m models bnn --help`)."""
     cli.add_common_arguments(parser, name="bnn", epochs=200, dataset="boston",
                              datasets=sorted(uci.UCI_DATASETS), method="sghmc", methods=METHODS, splits=5)
-    parser.add_argument("--batch-size", type=int, default=32, help="minibatch size")
-    parser.add_argument("--n-chains", type=int, default=4, help="SG-MCMC chains")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32, help="minibatch size")
+    parser.add_argument("--n-chains", type=cli.positive_int, default=4, help="SG-MCMC chains")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="SG-MCMC: rate x N (default per method); SGVB: Adam's rate (0.01)")
-    parser.add_argument("--hidden", type=int, default=None, help="hidden units (default: the data set's)")
+    parser.add_argument("--hidden", type=cli.positive_int, default=None,
+                        help="hidden units (default: the data set's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_flags(args: argparse.Namespace, given: set[str]) -> None:
+    """Refuses `--n-chains` with `--method sgvb` (one variational posterior, no chains)."""
+    cli.reject_unused_flags(given, args.method, {"n_chains": tuple(m for m in METHODS if m != "sgvb")})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -347,9 +347,9 @@ def run(args: argparse.Namespace) -> dict:
         split = uci.load_uci(args.dataset, data_dir, split=k)
         data = uci.standardize(split)
         posterior = fit(jax.random.fold_in(jax.random.key(args.seed), k), data, method=args.method,
-                        n_hidden=args.hidden or split.n_hidden, epochs=args.epochs,
+                        n_hidden=args.hidden or split.n_hidden, n_epochs=args.epochs,
                         batch_size=args.batch_size, n_chains=args.n_chains, learning_rate=args.learning_rate,
-                        show_progress=not args.quiet)
+                        progress_bar=not args.quiet)
         per_split.append(evaluate(posterior, data))
         if not args.quiet:
             last = per_split[-1]
@@ -393,5 +393,5 @@ def _plot(posterior: Posterior, data: uci.Standardized, path, title: str) -> Non
     ax.set(xlabel="test target", ylabel="prediction", title=title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

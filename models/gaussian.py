@@ -50,14 +50,20 @@ def make_target(seed: int, dim: int):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this model's flags to its sub-parser (`python -m models gaussian --help`)."""
-    cli.add_common_arguments(parser, name="gaussian", method="nuts", methods=["nuts", "hmc", "chees"])
-    parser.add_argument("--dim", type=int, default=10, help="dimension of the Gaussian")
-    parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--warmup", type=int, default=1000)
-    parser.add_argument("--leapfrogs", type=int, default=10,
+    cli.add_common_arguments(parser, name="gaussian", method="nuts", methods=["nuts", "hmc", "chees"],
+                             data_dir=False)
+    parser.add_argument("--dim", type=cli.positive_int, default=10, help="dimension of the Gaussian")
+    parser.add_argument("--chains", type=cli.positive_int, default=4)
+    parser.add_argument("--samples", type=cli.positive_int, default=1000)
+    parser.add_argument("--warmup", type=cli.positive_int, default=1000)
+    parser.add_argument("--leapfrogs", type=cli.positive_int, default=10,
                         help="leapfrog steps per transition (--method hmc)")
     parser.add_argument("--dense-mass", action="store_true", help="adapt a dense mass matrix")
+
+
+def check_flags(args: argparse.Namespace, given: set[str]) -> None:
+    """Refuses `--leapfrogs` unless `--method hmc` (NUTS and ChEES choose their trajectory lengths)."""
+    cli.reject_unused_flags(given, args.method, {"leapfrogs": ("hmc",)})
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,13 +1,15 @@
-"""Trace plots and posterior histograms of MCMC samples (PNG), shared by the HMC models."""
+"""Plotting the zoo shares: atomic figure saving, and trace plots and posterior histograms of MCMC samples."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["plot_traces", "plot_histograms"]
+__all__ = ["plot_histograms", "plot_traces", "save_figure"]
 
 
 def _pyplot():
@@ -17,6 +19,29 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: str | os.PathLike, **kwargs) -> Path:
+    """Saves `fig` to `path` through a temporary file and a rename, so `path` is never half-written.
+
+    Args:
+      fig: a matplotlib figure.
+      path: the image's path; its suffix picks the format.
+      **kwargs: passed to `savefig` (`dpi`, `bbox_inches`, ...).
+
+    Returns:
+      `path` as a `Path`.
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        fig.savefig(temporary, **kwargs)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def plot_traces(path: Path, series: dict[str, np.ndarray]) -> Path:
@@ -29,7 +54,7 @@ def plot_traces(path: Path, series: dict[str, np.ndarray]) -> Path:
         ax.set_ylabel(label)
     axes[-1, 0].set_xlabel("draw (after warmup)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)
 
@@ -53,6 +78,6 @@ def plot_histograms(path: Path, series: dict[str, np.ndarray],
     for ax in axes.ravel()[n:]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)

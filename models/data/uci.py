@@ -43,7 +43,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from models import cli
+from models.data._packaged import packaged_data_file
 
 __all__ = [
     "UCI_DATASETS",
@@ -191,7 +191,7 @@ def packaged_boston() -> np.ndarray:
     Raises:
       FileNotFoundError: mlxtend is not installed or the file is missing.
     """
-    path = cli.packaged_data_file(
+    path = packaged_data_file(
         "mlxtend", "data", "data", "boston_housing.csv",
         what="the default Boston housing data (or pass data_dir with the UCI sets)")
     return np.loadtxt(path, delimiter=",", ndmin=2)

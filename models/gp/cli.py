@@ -31,6 +31,7 @@ from models.data import uci
 from models.data.co2 import load_co2
 from models.gp import exact as gp_exact
 from models.gp import kernels, svgp
+from models.plots import save_figure
 
 __all__ = ["CO2Params", "add_arguments", "co2_kernel", "fit_uci_split", "gaussian_nll", "load_co2", "main"]
 
@@ -40,9 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_common_arguments(parser, name="gp", epochs=5000, dataset="boston",
                              datasets=sorted(uci.UCI_DATASETS) + ["co2"], method="svgp",
                              methods=["svgp", "exact"], splits=20)
-    parser.add_argument("--inducing", type=int, default=100, help="SVGP inducing points")
-    parser.add_argument("--batch-size", type=int, default=5000, help="SVGP minibatch size")
-    parser.add_argument("--particles", type=int, default=10, help="SVGP samples of q per step")
+    parser.add_argument("--inducing", type=cli.positive_int, default=100, help="SVGP inducing points")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=5000, help="SVGP minibatch size")
+    parser.add_argument("--n-particles", "--particles", dest="particles", type=cli.positive_int, default=10,
+                        help="SVGP samples of q per step")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
     parser.add_argument("--kernel", default="rbf", choices=sorted(gp_exact.STATIONARY_KERNELS))
 
@@ -52,36 +54,51 @@ def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float
     return float(np.mean(0.5 * np.log(2 * np.pi * variance) + 0.5 * (y - mean) ** 2 / variance))
 
 
-def fit_uci_split(key: jax.Array, split: uci.UCISplit, args: argparse.Namespace) -> dict:
-    """Fits one UCI split with `args.method` and returns its `rmse` and `nll` in original units.
+def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", kernel: str = "rbf",
+                  n_epochs: int = 5000, inducing: int = 100, batch_size: int = 5000, n_particles: int = 10,
+                  learning_rate: float = 0.01) -> dict:
+    """Fits one UCI split with `method` and returns its `rmse` and `nll` in original units.
 
     Args:
       key: a JAX PRNG key.
       split: a `models.data.uci.UCISplit`.
-      args: the parsed flags (`method`, `kernel`, `inducing`, `epochs`, `batch_size`, `particles`,
-        `learning_rate`).
+      method: "svgp" or "exact".
+      kernel: a stationary kernel name (`models.gp.exact.STATIONARY_KERNELS`).
+      n_epochs: SVGP passes over the data (minibatches of `batch_size`), or the exact GP's Adam steps.
+      inducing: SVGP inducing points (capped at the training size).
+      batch_size: SVGP minibatch size (capped at the training size).
+      n_particles: SVGP samples of q per step.
+      learning_rate: Adam's step size.
 
     Returns:
       `{"rmse": float, "nll": float, "seconds": float}`.
+
+    Raises:
+      ValueError: an unknown method, or a count below 1.
     """
+    if method not in ("svgp", "exact"):
+        raise ValueError(f"fit_uci_split: method must be 'svgp' or 'exact', got {method!r}")
+    for name, value in (("n_epochs", n_epochs), ("inducing", inducing), ("batch_size", batch_size),
+                        ("n_particles", n_particles)):
+        if value < 1:
+            raise ValueError(f"fit_uci_split: {name} must be >= 1, got {value}")
     data = uci.standardize(split)
     x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train, jnp.float32)
     x_test = jnp.asarray(data.x_test, jnp.float32)
     hyper = gp_exact.init_params(x.shape[1], lengthscale=float(np.sqrt(x.shape[1])), noise_variance=0.1)
     start = time.perf_counter()
-    if args.method == "exact":
-        hyper, _ = gp_exact.fit_exact(x, y, args.kernel, hyper, n_steps=args.epochs,
-                                      learning_rate=args.learning_rate)
-        mean, variance = gp_exact.exact_posterior(hyper, x, y, x_test, args.kernel)
+    if method == "exact":
+        hyper, _ = gp_exact.fit_exact(x, y, kernel, hyper, n_steps=n_epochs, learning_rate=learning_rate)
+        mean, variance = gp_exact.exact_posterior(hyper, x, y, x_test, kernel)
         variance = variance + jnp.exp(hyper.log_noise_variance)
     else:
         key_init, key_fit = jax.random.split(key)
-        params = svgp.init_svgp_params(key_init, x, min(args.inducing, x.shape[0]), hyper)
-        batch = min(args.batch_size, x.shape[0])
-        n_steps = args.epochs * (x.shape[0] // batch)   # the ragged last batch is dropped each epoch
-        params, _ = svgp.fit_svgp(key_fit, params, x, y, args.kernel, n_steps=n_steps, batch_size=batch,
-                                  n_particles=args.particles, learning_rate=args.learning_rate)
-        mean, variance = svgp.predict_svgp(params, x_test, args.kernel)
+        params = svgp.init_svgp_params(key_init, x, min(inducing, x.shape[0]), hyper)
+        batch = min(batch_size, x.shape[0])
+        n_steps = n_epochs * (x.shape[0] // batch)   # the ragged last batch is dropped each epoch
+        params, _ = svgp.fit_svgp(key_fit, params, x, y, kernel, n_steps=n_steps, batch_size=batch,
+                                  n_particles=n_particles, learning_rate=learning_rate)
+        mean, variance = svgp.predict_svgp(params, x_test, kernel)
     mean, variance = jax.block_until_ready((mean, variance))
     seconds = time.perf_counter() - start
     mean = data.unstandardize_y(np.asarray(mean, np.float64))
@@ -153,8 +170,15 @@ def _plot_co2(path, years, ppm, is_train, grid, mean, std):
     ax.set_title("Mauna Loa CO2: exact GP, type-II maximum likelihood")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
+
+
+def check_flags(args: argparse.Namespace, given: set[str]) -> None:
+    """Refuses SVGP-only flags with `--method exact` or `--dataset co2` (an exact GP)."""
+    method = "exact" if args.dataset == "co2" else args.method
+    cli.reject_unused_flags(given, method, {"inducing": ("svgp",), "batch_size": ("svgp",),
+                                            "particles": ("svgp",)}, method_flag="(an exact GP) --method")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -173,7 +197,10 @@ def main(args: argparse.Namespace) -> int:
     keys = jax.random.split(jax.random.key(args.seed), n)
     results = []
     for k in cli.progress(range(n), desc=f"gp {args.dataset}"):
-        result = fit_uci_split(keys[k], uci.load_uci(args.dataset, data_dir, split=k), args)
+        result = fit_uci_split(keys[k], uci.load_uci(args.dataset, data_dir, split=k), method=args.method,
+                               kernel=args.kernel, n_epochs=args.epochs, inducing=args.inducing,
+                               batch_size=args.batch_size, n_particles=args.particles,
+                               learning_rate=args.learning_rate)
         print(f"split {k}: rmse {result['rmse']:.3f}, nll {result['nll']:.3f} ({result['seconds']:.1f} s)")
         results.append(result)
     metrics = {name: cli.split_summary([r[name] for r in results]) for name in ("rmse", "nll", "seconds")}

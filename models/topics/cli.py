@@ -27,6 +27,7 @@ import numpy as np
 
 from models import cli
 from models.data import corpus
+from models.plots import save_figure
 from models.topics import lda as lda_model
 from models.topics import lntm
 
@@ -35,10 +36,11 @@ __all__ = ["add_arguments", "main", "run", "sklearn_perplexity", "top_words"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `lda` command's flags."""
-    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "lntm"], epochs=100)
-    parser.add_argument("--topics", type=int, default=10, help="number of topics K")
-    parser.add_argument("--steps", type=int, default=3000, help="SVI optimiser steps")
-    parser.add_argument("--batch-size", type=int, default=64, help="documents per SVI step")
+    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "lntm"], epochs=100,
+                             data_dir=False)
+    parser.add_argument("--topics", type=cli.positive_int, default=10, help="number of topics K")
+    parser.add_argument("--steps", type=cli.positive_int, default=3000, help="SVI optimiser steps")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="documents per SVI step")
     parser.add_argument("--alpha", type=float, default=0.1, help="Dirichlet prior of the topic proportions")
     parser.add_argument("--beta", type=float, default=0.3, help="svi: Dirichlet prior of the topics")
     parser.add_argument("--learning-rate", type=float, default=0.05, help="Adam step size")
@@ -50,8 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lntm: log standard deviation of the topic logits' Gaussian prior (chosen on a "
                              "validation split; ZhuSuan's 10 is almost flat and over-fits rare words)")
     parser.add_argument("--lntm-learning-rate", type=float, default=1.0, help="lntm: Adam step size on beta")
-    parser.add_argument("--ais-chains", type=int, default=16, help="lntm: AIS chains per test document")
-    parser.add_argument("--ais-temperatures", type=int, default=500, help="lntm: AIS temperatures")
+    parser.add_argument("--ais-chains", type=cli.positive_int, default=16,
+                        help="lntm: AIS chains per test document")
+    parser.add_argument("--ais-temperatures", type=cli.positive_int, default=500,
+                        help="lntm: AIS temperatures")
 
 
 def top_words(topics: np.ndarray, vocab: list[str], n: int = 10) -> list[list[str]]:
@@ -118,6 +122,14 @@ def _ais_metrics(args, key, state, test_counts) -> dict:
             "ais_temperatures": args.ais_temperatures, "ais_seconds": time.perf_counter() - start}
 
 
+def check_flags(args: argparse.Namespace, given: set[str]) -> None:
+    """Refuses the flags of the other `--method` (svi: `--steps`, `--beta`, ...; lntm: `--epochs`, ...)."""
+    cli.reject_unused_flags(given, args.method, {
+        "steps": ("svi",), "beta": ("svi",), "learning_rate": ("svi",),
+        "epochs": ("lntm",), "log_delta": ("lntm",), "lntm_learning_rate": ("lntm",),
+        "ais_chains": ("lntm",), "ais_temperatures": ("lntm",)})
+
+
 def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     """Fits and evaluates as described in the module docstring.
 
@@ -165,7 +177,7 @@ def _plot_trace(path, trace, method):
     ax.set_ylabel("minibatch ELBO estimate (nats)" if method == "svi" else "train log-likelihood per word")
     ax.set_ylim(np.percentile(trace, 2), trace.max() + 0.02 * abs(trace.max()))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -175,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
     metrics, trace = run(args)
     lines = [f"topic {k}: {' '.join(words)}" for k, words in enumerate(metrics["top_words"])]
     print("\n".join(lines))
-    (out / "top_words.txt").write_text("\n".join(lines) + "\n")
+    cli.atomic_write_text(out / "top_words.txt", "\n".join(lines) + "\n")
     _plot_trace(out / "trace.png", trace, args.method)
     sk = metrics.get("sklearn_perplexity")
     if "ais_perplexity" in metrics:

@@ -42,9 +42,7 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -53,12 +51,14 @@ import optax
 
 import inference
 import ppl
+from inference.deprecation import renamed_arguments
 from inference.estimators import ReinforceState
-from models import nn, training
+from models import nn
 from models.vae import variants as vae_variants
+from models.vae._training import check_training_set
 
 __all__ = ["BASELINES", "DEFAULT_EPOCHS", "LATENTS", "build_gen", "build_q_net", "evaluate", "fit",
-           "init_params", "loss_fn", "make_epoch", "reconstruct", "run", "sample_digits"]
+           "init_params", "loss_fn", "reconstruct", "sample_digits"]
 
 LATENTS = ("bernoulli", "concrete")
 BASELINES = ("nvil", "moving_average", "none")
@@ -200,23 +200,6 @@ def loss_fn(params: dict, key: jax.Array, x: jax.Array, state: ReinforceState, *
     return jnp.mean(result.cost + result.baseline_cost), (result.state, elbo)
 
 
-def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, is_binarized: bool = False,
-               *, latent: str = "bernoulli", baseline: str = "nvil", temperature: float = 0.5,
-               n_particles: int = 1):
-    """A jitted pass `epoch(params, opt_state, state, key, x_train) -> (params, opt_state, state, elbos)`.
-
-    See `models.vae.variants.make_epoch`; the step minimises `loss_fn` with these options.
-
-    Raises:
-      ValueError: see `loss_fn`.
-    """
-    _check_method(latent, baseline)
-    _check_temperature(temperature)
-    loss = functools.partial(loss_fn, latent=latent, baseline=baseline, temperature=temperature,
-                             n_particles=n_particles)
-    return vae_variants.make_epoch(loss, optimizer, batch_size, is_binarized)
-
-
 @functools.partial(jax.jit, static_argnames="n_importance")
 def _evaluate_chunks(params, key, chunks, n_importance):
     def one(inputs):
@@ -256,9 +239,10 @@ def _test_elbo(params, key, x_test):
 
 
 def fit(key: jax.Array, x_train, x_test=None, *, latent: str = "bernoulli", baseline: str = "nvil",
-        temperature: float = 0.5, epochs: int = 100, batch_size: int = 128, learning_rate: float = 1e-3,
+        temperature: float = 0.5, n_epochs: int = 100, batch_size: int = 128, learning_rate: float = 1e-3,
         z_dim: int = Z_DIM, n_hidden: int = N_HIDDEN, n_particles: int = 1, is_binarized: bool = False,
-        show_progress: bool = True) -> vae_variants.VariantFit:
+        progress_bar: bool = True, checkpoint_dir=None, checkpoint_every: int = 1, resume=False,
+        **deprecated) -> vae_variants.VariantFit:
     """Trains the binary-latent VAE with Adam, one jitted `lax.scan` per epoch.
 
     Args:
@@ -267,22 +251,31 @@ def fit(key: jax.Array, x_train, x_test=None, *, latent: str = "bernoulli", base
       x_test: optional binary `[n_test, x_dim]`; the discrete model's one-sample test ELBO is
         tracked per epoch.
       latent, baseline, temperature, n_particles: see `loss_fn`.
+      n_epochs, batch_size, learning_rate, z_dim, n_hidden: the usual.
+      progress_bar, checkpoint_dir, checkpoint_every, resume: as in `inference.fit`.
+      **deprecated: `epochs` (use `n_epochs`), `show_progress` (use `progress_bar`).
 
     Returns:
       A `models.vae.variants.VariantFit` (its `state` the final `ReinforceState`).
 
     Raises:
-      ValueError: bad options (see `loss_fn`), fewer training digits than a batch, `epochs < 1`.
+      ValueError: bad options (see `loss_fn`), fewer training digits than a batch, `n_epochs < 1`.
     """
-    x_train = training.check_training_set(x_train, batch_size)
-    optimizer = optax.adam(learning_rate)
-    epoch = make_epoch(optimizer, batch_size, is_binarized, latent=latent, baseline=baseline,
-                       temperature=temperature, n_particles=n_particles)
+    renamed = renamed_arguments(deprecated, {"epochs": "n_epochs", "show_progress": "progress_bar"},
+                                "vae.discrete.fit")
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
+    _check_method(latent, baseline)
+    _check_temperature(temperature)
+    x_train = check_training_set(x_train, batch_size)
+    loss = functools.partial(loss_fn, latent=latent, baseline=baseline, temperature=temperature,
+                             n_particles=n_particles)
     key_init, key_train = jax.random.split(key)
     params = init_params(key_init, x_train.shape[1], z_dim, n_hidden)
-    return vae_variants.fit(key_train, epoch, params, inference.reinforce_init(), x_train, x_test,
-                            epochs=epochs, optimizer=optimizer, test_elbo_fn=_test_elbo,
-                            desc=f"vae-{latent}", show_progress=show_progress)
+    return vae_variants.fit(key_train, loss, params, inference.reinforce_init(), x_train, x_test,
+                            n_epochs=n_epochs, optimizer=optax.adam(learning_rate), test_elbo_fn=_test_elbo,
+                            batch_size=batch_size, is_binarized=is_binarized, progress_bar=progress_bar,
+                            checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -300,38 +293,8 @@ def reconstruct(params: dict, key: jax.Array, x: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _pictures(params, key, x):
+def pictures(params, key, x):
     key_samples, key_reconstruct = jax.random.split(key)
     return sample_digits(params, key_samples, 100), reconstruct(params, key_reconstruct, x)
 
 
-def run(args: argparse.Namespace) -> int:
-    """`python -m models vae --latent bernoulli|concrete`: trains, evaluates, writes metrics and PNGs.
-
-    Uses the flags of `models.vae.model.add_arguments` (`--latent`, `--baseline`, `--temperature` and the
-    shared ones). The metrics add to the Gaussian VAE's: `latent`, `estimator`, `baseline`,
-    `temperature`, `z_dim`, and `evaluation` (how the log-likelihood was computed).
-
-    Raises:
-      ValueError: bad flags (checked before any data are loaded or compiled).
-    """
-    start = time.perf_counter()
-    _check_method(args.latent, args.baseline)
-    _check_temperature(args.temperature)
-    run_data = vae_variants.prepare(args, DEFAULT_EPOCHS)
-    result = fit(run_data.keys["fit"], run_data.x_train, run_data.x_test, latent=args.latent,
-                 baseline=args.baseline, temperature=args.temperature, epochs=run_data.epochs,
-                 batch_size=args.batch_size, learning_rate=args.learning_rate,
-                 is_binarized=run_data.is_binarized, show_progress=not args.quiet)
-    eval_start = time.perf_counter()
-    scores = evaluate(result.params, run_data.keys["eval"], run_data.x_test, n_importance=args.n_importance)
-    is_concrete = args.latent == "concrete"
-    details = {"latent": args.latent, "z_dim": _dims(result.params)[1], "n_hidden": N_HIDDEN,
-               "estimator": "sgvb (binary concrete relaxation)" if is_concrete else "reinforce",
-               "baseline": None if is_concrete else args.baseline,
-               "temperature": args.temperature if is_concrete else None,
-               "evaluation": "discrete Bernoulli model, importance samples from the discrete q(z|x)",
-               "eval_seconds": time.perf_counter() - eval_start}
-    vae_variants.write_outputs(args, run_data, result, scores, details, _pictures, start,
-                               f"vae ({args.latent})")
-    return 0

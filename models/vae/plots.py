@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from models.plots import save_figure
+
 __all__ = ["image_grid", "plot_elbo", "plot_reconstructions", "plot_samples"]
 
 
@@ -32,7 +34,7 @@ def _save_grid(path, grid: np.ndarray, title: str) -> None:
     ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-    fig.savefig(path, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -64,5 +66,5 @@ def plot_elbo(path, train_elbo: np.ndarray, test_elbo: np.ndarray | None) -> Non
     ax.set_xlabel("epoch")
     ax.set_ylabel("ELBO (nats per digit)")
     ax.legend()
-    fig.savefig(path, bbox_inches="tight")
+    save_figure(fig, path, bbox_inches="tight")
     plt.close(fig)

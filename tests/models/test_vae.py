@@ -1,6 +1,5 @@
-"""The VAE of the model zoo: node shapes, SGVB training, evaluation bounds and the command line."""
+"""The VAE of the model zoo: node shapes, SGVB training, evaluation bounds (command line: test_commands)."""
 
-import json
 import math
 
 import jax
@@ -9,7 +8,6 @@ import numpy as np
 import optax
 import pytest
 
-import models.__main__
 from models.data import mnist
 from models.vae import model as vae
 
@@ -82,38 +80,16 @@ def test_evaluate_gives_a_log_likelihood_above_the_elbo(digits):
     with pytest.raises(ValueError, match=r"x must be \[n, 784\]"):
         vae.evaluate(params, jax.random.key(1), x[:, :10])
     with pytest.raises(ValueError, match="n_train >= batch_size=128"):
-        vae.fit(jax.random.key(0), digits[:10], epochs=1, show_progress=False)
+        vae.fit(jax.random.key(0), digits[:10], n_epochs=1, progress_bar=False)
 
 
-def test_command_line_writes_metrics_and_pictures(tmp_path, monkeypatch):
-    epochs = []  # the jitted epoch functions fit builds, to count their compilations
-
-    def recording_make_epoch(*args, **kwargs):
-        epochs.append(make_epoch(*args, **kwargs))
-        return epochs[-1]
-
-    make_epoch = vae.make_epoch
-    monkeypatch.setattr(vae, "make_epoch", recording_make_epoch)
-    out = tmp_path / "vae"
-    status = models.__main__.main(["vae", "--dataset", "mnist_5k", "--epochs", "3", "--n-train", "300",
-                                   "--n-test", "30", "--n-importance", "20", "--out", str(out), "--quiet"])
-    assert status == 0
-    assert len(epochs) == 1 and epochs[0]._cache_size() == 1  # 3 epochs (2 batches of 128 each), 1 trace
-    metrics = json.loads((out / "metrics.json").read_text())
-    for name in ("train_elbo", "test_elbo", "test_log_likelihood", "seconds"):
-        assert isinstance(metrics[name], float) and math.isfinite(metrics[name]), name
-    assert metrics["dataset"] == "mnist_5k" and metrics["epochs"] == 3
-    assert metrics["n_train"] == 300 and metrics["n_test"] == 30 and metrics["z_dim"] == 40
-    assert len(metrics["train_elbo_per_epoch"]) == 3 and len(metrics["test_elbo_per_epoch"]) == 3
-    assert metrics["train_elbo"] < 0
-    assert metrics["test_log_likelihood"] >= metrics["test_elbo"] - 1e-3  # Jensen, as above
-    for name in ("samples.png", "reconstructions.png", "elbo.png"):
-        data = (out / name).read_bytes()
-        assert data[:8] == PNG_SIGNATURE and len(data) > 2000, name
-
-
-def test_command_line_rejects_bad_flags_before_training(tmp_path):
-    with pytest.raises(ValueError, match="--n-importance must be a positive integer, got 0"):
-        models.__main__.main(["vae", "--dataset", "mnist_5k", "--n-importance", "0", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="needs --data-dir"):
-        models.__main__.main(["vae", "--dataset", "mnist", "--data-dir", "", "--out", str(tmp_path)])
+def test_fit_trains_through_the_driver_and_warns_on_old_names():
+    x = mnist.subset(mnist.load_mnist_5k().x_train, 300)
+    with pytest.warns(DeprecationWarning, match="'epochs' is deprecated.*'n_epochs'"):
+        result = vae.fit(jax.random.key(0), x, x[:20] > 0.5, epochs=3, z_dim=4, n_hidden=16,
+                         progress_bar=False)
+    # 3 epochs of 2 batches of 128 digits, every step applied
+    assert result.train.history["cost"].shape == (3,) and np.all(result.train.history["n_skipped"] == 0)
+    assert len(result.train_elbo) == 3 and np.all(np.isfinite(result.train_elbo))
+    assert result.test_elbo.shape == (3,) and np.all(np.isfinite(result.test_elbo))
+    np.testing.assert_allclose(result.train_elbo, -result.train.history["cost"], rtol=1e-6)
