@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              methods=["svgp", "exact"], splits=20)
     parser.add_argument("--inducing", type=cli.positive_int, default=100, help="SVGP inducing points")
     parser.add_argument("--batch-size", type=cli.positive_int, default=5000, help="SVGP minibatch size")
-    parser.add_argument("--n-particles", "--particles", dest="particles", type=cli.positive_int, default=10,
+    parser.add_argument("--n-particles", "--particles", dest="n_particles", type=cli.positive_int, default=10,
                         help="SVGP samples of q per step")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
     parser.add_argument("--kernel", default="rbf", choices=sorted(gp_exact.STATIONARY_KERNELS))
@@ -178,7 +178,7 @@ def check_flags(args: argparse.Namespace, given: set[str]) -> None:
     """Refuses SVGP-only flags with `--method exact` or `--dataset co2` (an exact GP)."""
     method = "exact" if args.dataset == "co2" else args.method
     cli.reject_unused_flags(given, method, {"inducing": ("svgp",), "batch_size": ("svgp",),
-                                            "particles": ("svgp",)}, method_flag="(an exact GP) --method")
+                                            "n_particles": ("svgp",)}, method_flag="(an exact GP) --method")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -199,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
     for k in cli.progress(range(n), desc=f"gp {args.dataset}"):
         result = fit_uci_split(keys[k], uci.load_uci(args.dataset, data_dir, split=k), method=args.method,
                                kernel=args.kernel, n_epochs=args.epochs, inducing=args.inducing,
-                               batch_size=args.batch_size, n_particles=args.particles,
+                               batch_size=args.batch_size, n_particles=args.n_particles,
                                learning_rate=args.learning_rate)
         print(f"split {k}: rmse {result['rmse']:.3f}, nll {result['nll']:.3f} ({result['seconds']:.1f} s)")
         results.append(result)
