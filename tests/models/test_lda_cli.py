@@ -12,7 +12,8 @@ pytest.importorskip("lda", reason="the Reuters corpus comes with the `lda` packa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method, budget", [
-    ("svi", ["--steps", "3"]),
+    ("svi", ["--epochs", "2"]),
+    ("sgvb", ["--steps", "3"]),
     ("lntm", ["--epochs", "2", "--ais-chains", "2", "--ais-temperatures", "3"]),
 ])
 def test_lda_cli_writes_metrics_and_plots(method, budget, tmp_path):
