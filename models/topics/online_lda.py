@@ -55,7 +55,8 @@ class OnlineLDAConfig(NamedTuple):
 
     Attributes:
       alpha: symmetric Dirichlet prior of each document's topic proportions theta_d.
-      beta: symmetric Dirichlet prior of each topic's word distribution phi_k.
+      beta: symmetric Dirichlet prior of each topic's word distribution phi_k (scikit-learn's 1/K
+        for K = 10; the `lda` command uses 0.3, chosen on a validation split of Reuters).
       tau0, kappa: step sizes rho_t = (tau0 + t)^(-kappa), t = 0, 1, ...; kappa in (0.5, 1] meets the
         Robbins-Monro conditions and tau0 >= 1 keeps every rho_t <= 1 (so lambda stays positive).
       n_local: the most fixed-point sweeps of the local step.
@@ -71,12 +72,20 @@ class OnlineLDAConfig(NamedTuple):
 
 
 def dirichlet_expectation(concentration: jax.Array) -> jax.Array:
-    """E[log p] under Dir(concentration), row-wise: `digamma(c) - digamma(sum c)`, same shape `[..., n]`."""
+    """E[log p] under Dir(concentration), row-wise: `digamma(c) - digamma(sum c)`, same shape `[..., n]`.
+
+    Example:
+      >>> dirichlet_expectation(jnp.ones([3]))          # each entry psi(1) - psi(3) = -1.5
+    """
     return digamma(concentration) - digamma(jnp.sum(concentration, -1, keepdims=True))
 
 
 def init_topic_concentrations(key: jax.Array, n_topics: int, n_vocab: int) -> jax.Array:
-    """lambda `[n_topics, n_vocab]` drawn from Gamma(100, 1/100) (mean 1), as Hoffman et al.'s code does."""
+    """lambda `[n_topics, n_vocab]` drawn from Gamma(100, 1/100) (mean 1), as Hoffman et al.'s code does.
+
+    Example:
+      >>> topics = init_topic_concentrations(jax.random.key(0), 10, 4258)     # [10, 4258], near 1
+    """
     return jax.random.gamma(key, 100.0, (n_topics, n_vocab)) / 100.0
 
 
@@ -93,7 +102,16 @@ def document_step(word_topics: jax.Array, counts: jax.Array, alpha: float, n_loc
       n_local: the most sweeps; tolerance: stop once mean |change of gamma| < tolerance.
 
     Returns:
-      `(gamma [n_docs, n_topics], n_sweeps)`.
+      `(gamma [n_docs, n_topics], n_sweeps)`; a NaN stops the sweeps (and shows in gamma).
+
+    Example:
+      >>> words = corpus.to_bag_of_words(counts)                      # [D, L] ids and counts
+      >>> word_topics = jnp.moveaxis(jnp.exp(dirichlet_expectation(topics))[:, words.word_index], 0, -1)
+      >>> gamma, n_sweeps = document_step(word_topics, words.counts, alpha=0.1)
+
+    References:
+      Blei, Ng and Jordan, `Latent Dirichlet Allocation
+      <https://www.jmlr.org/papers/volume3/blei03a/blei03a.pdf>`_, 2003 (the E-step, section 5.2).
     """
     n_topics = word_topics.shape[-1]
 
@@ -133,6 +151,12 @@ def natural_gradient_loss(n_docs: int, n_tokens: float, config: OnlineLDAConfig 
       `loss_fn(topics, key, batch, state) -> (cost, (state, metrics))` where `topics` is lambda
       `[n_topics, n_vocab]` and `batch` a `BagOfWords` of `[B, L]` arrays; the cost's value is minus
       the minibatch estimate of the corpus bound per token; metrics: `elbo_per_token`, `local_sweeps`.
+      With `optax.sgd(rho_t)` the update is exactly `lambda <- (1 - rho_t) lambda + rho_t lambda_hat`.
+
+    Example:
+      >>> loss_fn = natural_gradient_loss(n_docs=316, n_tokens=68510.0)
+      >>> result = inference.fit(key, loss_fn, topics, optax.sgd(lambda t: (1.0 + t) ** -0.7),
+      ...                        tuple(corpus.to_bag_of_words(counts)), n_epochs=100, batch_size=64)
     """
     config = OnlineLDAConfig() if config is None else config
 
@@ -163,7 +187,7 @@ def natural_gradient_loss(n_docs: int, n_tokens: float, config: OnlineLDAConfig 
 
 
 def topic_word_means(topics: jax.Array) -> jax.Array:
-    """E_q[phi] = lambda / sum(lambda), `[n_topics, n_vocab]`."""
+    """E_q[phi] = lambda / sum(lambda): from lambda `[n_topics, n_vocab]`, rows on the simplex, same shape."""
     return topics / jnp.sum(topics, -1, keepdims=True)
 
 
