@@ -1,4 +1,4 @@
-"""`python -m models lda` end to end on the packaged Reuters corpus, both methods, tiny budgets."""
+"""`python -m models lda` end to end on the packaged Reuters corpus, every method, tiny budgets."""
 
 import json
 import math
