@@ -1,18 +1,21 @@
 """Topic models (LDA by SVI, or ZhuSuan's logistic-normal model by Monte Carlo EM) vs scikit-learn's LDA.
 
-`python -m models lda [--method svi|lntm] [--topics K] [--out DIR]` splits the corpus's documents
+`python -m models lda [--method svi|sgvb|lntm] [--topics K] [--out DIR]` splits the corpus's documents
 80/20, fits the model to the training documents, and evaluates by document completion: each test
 document's tokens are split at random into halves; its topic proportions are inferred from the
 first half and the per-word perplexity is measured on the second. scikit-learn's
 `LatentDirichletAllocation` (variational Bayes) is fitted to the same training documents with the
 same K and evaluated with the same protocol (proportions from its `transform`, topics from its
-normalised `components_`). `--method svi`: LDA with Dirichlet q (`models.topics.lda`); `--method
-lntm`: ZhuSuan's logistic-normal topic model with HMC inside Monte Carlo EM (`models.topics.lntm`), which
-also estimates the marginal likelihood of the whole test documents by AIS (`ais_log_likelihood`,
-nats per word, and `ais_perplexity`). Writes `metrics.json` (`perplexity`, `sklearn_perplexity`,
-`seconds`, `sklearn_seconds`, ...), `top_words.txt` and `trace.png` (the SVI ELBO or the EM
-log-likelihood). Default corpus: the 395 Reuters stories of the `lda` package; `--docword FILE
---vocab FILE` reads a UCI bag-of-words corpus instead.
+normalised `components_`). `--method svi` (the default): LDA by closed-form natural-gradient SVI
+(`models.topics.online_lda`, `--epochs` passes); `--method sgvb`: the same LDA and Dirichlet q fitted
+by reparameterised gradients in the DSL (`models.topics.lda`, `--steps` steps, ~50x slower per step);
+`--method lntm`: ZhuSuan's logistic-normal topic model with HMC inside Monte Carlo EM
+(`models.topics.lntm`), which also estimates the marginal likelihood of the whole test documents by
+AIS (`ais_log_likelihood`, nats per word, and `ais_perplexity`). Writes `metrics.json`
+(`perplexity`, `sklearn_perplexity`, `seconds`, `sklearn_seconds`, ...), `top_words.txt` and
+`trace.png` (the SVI bound per token, the SGVB ELBO or the EM log-likelihood). Default corpus: the
+395 Reuters stories of the `lda` package; `--docword FILE --vocab FILE` reads a UCI bag-of-words
+corpus instead.
 
 The loaders are in `models.data.corpus`.
 """
@@ -29,21 +32,21 @@ from models import cli
 from models.data import corpus
 from models.plots import save_figure
 from models.topics import lda as lda_model
-from models.topics import lntm
+from models.topics import lntm, online_lda
 
 __all__ = ["add_arguments", "main", "run", "sklearn_perplexity", "top_words"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `lda` command's flags."""
-    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "lntm"], epochs=100,
+    cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "sgvb", "lntm"], epochs=100,
                              data_dir=False)
     parser.add_argument("--topics", type=cli.positive_int, default=10, help="number of topics K")
-    parser.add_argument("--steps", type=cli.positive_int, default=3000, help="SVI optimiser steps")
+    parser.add_argument("--steps", type=cli.positive_int, default=3000, help="sgvb: optimiser steps")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="documents per SVI step")
     parser.add_argument("--alpha", type=float, default=0.1, help="Dirichlet prior of the topic proportions")
-    parser.add_argument("--beta", type=float, default=0.3, help="svi: Dirichlet prior of the topics")
-    parser.add_argument("--learning-rate", type=float, default=0.05, help="Adam step size")
+    parser.add_argument("--beta", type=float, default=0.3, help="svi, sgvb: Dirichlet prior of the topics")
+    parser.add_argument("--learning-rate", type=float, default=0.05, help="sgvb: Adam step size")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of documents held out")
     parser.add_argument("--docword", default=None, help="UCI docword.NAME.txt[.gz] (instead of Reuters)")
     parser.add_argument("--vocab", default=None, help="UCI vocab.NAME.txt, with --docword")
@@ -76,7 +79,20 @@ def sklearn_perplexity(train, observed, held_out, n_topics: int, seed: int) -> t
 
 
 def _fit_svi(args, key, train, vocab_size):
-    """LDA by SVI; returns `(topics, {metric: proportions_fn}, trace, extra metrics, None)`.
+    """LDA by natural-gradient SVI; returns `(topics, {metric: proportions_fn}, trace, extra, None)`."""
+    config = online_lda.OnlineLDAConfig(alpha=args.alpha, beta=args.beta)
+    result = online_lda.fit_online_lda(key, train, args.topics, n_epochs=args.epochs,
+                                       batch_size=min(args.batch_size, train.shape[0]), config=config)
+    topics = np.asarray(jax.block_until_ready(online_lda.topic_word_means(result.params)))
+    alpha, trace = args.alpha, result.history["elbo_per_token"]
+    infer = lambda docs: lda_model.fixed_point_document_topics(topics, docs, alpha=alpha)
+    extra = {"epochs": args.epochs, "alpha": args.alpha, "beta": args.beta,
+             "final_elbo_per_token": float(trace[-1])}
+    return topics, {"perplexity": infer}, trace, extra, None
+
+
+def _fit_sgvb(args, key, train, vocab_size):
+    """LDA by SGVB; returns `(topics, {metric: proportions_fn}, trace, extra metrics, None)`.
 
     Test proportions by the mean-field fixed point (`perplexity`) and, for comparison, by SGVB on
     q(theta) (`perplexity_sgvb_theta`).
@@ -123,10 +139,10 @@ def _ais_metrics(args, key, state, test_counts) -> dict:
 
 
 def check_flags(args: argparse.Namespace, given: set[str]) -> None:
-    """Refuses the flags of the other `--method` (svi: `--steps`, `--beta`, ...; lntm: `--epochs`, ...)."""
+    """Refuses the flags of the other `--method` (sgvb: `--steps`, `--learning-rate`; lntm: `--log-delta`, ...)."""
     cli.reject_unused_flags(given, args.method, {
-        "steps": ("svi",), "beta": ("svi",), "learning_rate": ("svi",),
-        "epochs": ("lntm",), "log_delta": ("lntm",), "lntm_learning_rate": ("lntm",),
+        "steps": ("sgvb",), "beta": ("svi", "sgvb"), "learning_rate": ("sgvb",),
+        "epochs": ("svi", "lntm"), "log_delta": ("lntm",), "lntm_learning_rate": ("lntm",),
         "ais_chains": ("lntm",), "ais_temperatures": ("lntm",)})
 
 
@@ -134,8 +150,9 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     """Fits and evaluates as described in the module docstring.
 
     Returns:
-      `(metrics, trace)`: the metrics dict written to `metrics.json`, and the SVI ELBO trace
-      (`[steps]`, nats) or the LNTM's training log-likelihood per word (`[epochs]`, nats).
+      `(metrics, trace)`: the metrics dict written to `metrics.json`, and the SVI bound per token
+      (`[epochs]`, nats), the SGVB ELBO trace (`[steps]`, nats) or the LNTM's training
+      log-likelihood per word (`[epochs]`, nats).
 
     Raises:
       ValueError: only one of `--docword` and `--vocab` given.
@@ -149,7 +166,7 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     observed, held_out = corpus.split_words(counts[test_index], args.seed)
     key_fit, key_ais = jax.random.split(jax.random.key(args.seed))
     start = time.perf_counter()
-    fit = _fit_lntm if args.method == "lntm" else _fit_svi
+    fit = {"svi": _fit_svi, "sgvb": _fit_sgvb, "lntm": _fit_lntm}[args.method]
     topics, infers, trace, extra, state = fit(args, key_fit, counts[train_index], counts.shape[1])
     seconds = time.perf_counter() - start
     metrics = {name: lda_model.document_completion_perplexity(infer, topics, observed, held_out)
@@ -172,9 +189,10 @@ def _plot_trace(path, trace, method):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(trace, lw=0.5 if method == "svi" else 1.0)
-    ax.set_xlabel("SVI step" if method == "svi" else "EM epoch")
-    ax.set_ylabel("minibatch ELBO estimate (nats)" if method == "svi" else "train log-likelihood per word")
+    ax.plot(trace, lw=0.5 if method == "sgvb" else 1.0)
+    ax.set_xlabel({"svi": "SVI epoch", "sgvb": "SGVB step"}.get(method, "EM epoch"))
+    ax.set_ylabel({"svi": "mean minibatch bound per token (nats)", "sgvb": "minibatch ELBO estimate (nats)"}
+                  .get(method, "train log-likelihood per word"))
     ax.set_ylim(np.percentile(trace, 2), trace.max() + 0.02 * abs(trace.max()))
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

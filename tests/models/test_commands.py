@@ -112,7 +112,7 @@ COMMANDS = [
     ("sbn-rws", ["sbn", "--data-dir", "", "--method", "rws", "--n-particles", "3", "--epochs", "1",
                  "--n-train", "48", "--n-test", "4", "--n-importance", "10", "--quiet"],
      ["samples.png", "cost.png"], _check_sbn, False),
-    ("lda-svi", ["lda", "--method", "svi", "--topics", "3", "--no-sklearn", "--steps", "3"],
+    ("lda-svi", ["lda", "--method", "svi", "--topics", "3", "--no-sklearn", "--epochs", "2"],
      ["trace.png", "top_words.txt"], _check_lda, True),
     ("lda-lntm", ["lda", "--method", "lntm", "--topics", "3", "--no-sklearn", "--epochs", "2", "--ais-chains",
                   "2", "--ais-temperatures", "3"], ["trace.png", "top_words.txt"], _check_lda, True),
