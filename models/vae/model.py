@@ -329,6 +329,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)  # tests: subsets
     parser.add_argument("--n-test", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                        help="networks: 500-500 MLPs, or 5-layer CNNs in flax (models.vae.conv)")
     variants = parser.add_argument_group("variants (models.vae.discrete, models.vae.flow)")
     variants.add_argument("--latent", choices=("gaussian", "bernoulli", "concrete"), default="gaussian",
                           help="gaussian: the 40-unit Gaussian VAE; bernoulli: 200 binary latents trained "
@@ -365,6 +367,11 @@ def main(args: argparse.Namespace) -> int:
     if latent != "gaussian" and flow != "none":
         raise ValueError(f"--flow {flow} refines the Gaussian posterior; it cannot be combined with "
                          f"--latent {latent}")
+    if getattr(args, "arch", "mlp") == "conv":
+        if latent != "gaussian" or flow != "none":
+            raise ValueError("--arch conv has the Gaussian latent without a flow")
+        from models.vae import conv as vae_conv
+        return vae_conv.run(args, DEFAULT_EPOCHS)
     if latent != "gaussian":
         from models.vae import discrete as vae_discrete
         return vae_discrete.run(args)
