@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lda": ("models.topics.cli", "Topic models: LDA by SVI, or the logistic-normal topic model"),
     "pmf": ("models.pmf", "Bayesian probabilistic matrix factorisation by HMC (MovieLens)"),
     "sbn": ("models.vae.sbn", "Sigmoid belief network on binarized MNIST: VIMCO, NVIL or RWS"),
+    "ssl_vae": ("models.vae.ssl", "Semi-supervised VAE (M2) on MNIST with 100 labels, labels enumerated"),
     "vae": ("models.vae.cli", "Variational autoencoder on MNIST (Gaussian, discrete or flow latents)"),
 }
 

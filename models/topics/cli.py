@@ -139,7 +139,7 @@ def _ais_metrics(args, key, state, test_counts) -> dict:
 
 
 def check_flags(args: argparse.Namespace, given: set[str]) -> None:
-    """Refuses the flags of the other `--method` (sgvb: `--steps`, `--learning-rate`; lntm: `--log-delta`, ...)."""
+    """Refuses the flags of the other `--method` (sgvb: `--steps`, `--learning-rate`; lntm: `--log-delta`)."""
     cli.reject_unused_flags(given, args.method, {
         "steps": ("sgvb",), "beta": ("svi", "sgvb"), "learning_rate": ("sgvb",),
         "epochs": ("svi", "lntm"), "log_delta": ("lntm",), "lntm_learning_rate": ("lntm",),

@@ -1,7 +1,8 @@
 """`python -m models vae`: the VAE family's command line (Gaussian, discrete-latent and flow VAEs).
 
 Parses nothing itself: `add_arguments` declares the flags, `main` reads them and calls the models
-(`models.vae.model`, `models.vae.discrete`, `models.vae.flow`) with keyword arguments, and writes
+(`models.vae.model`, `models.vae.discrete`, `models.vae.flow`, `models.vae.conv`) with keyword
+arguments, and writes
 `metrics.json`, `samples.png`, `reconstructions.png` and `elbo.png` to `--out`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-test", type=cli.positive_int, default=None,
                         help="evaluate N evenly spaced test digits")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--arch", choices=("mlp", "conv"), default="mlp",
+                        help="networks: 500-500 MLPs, or 5-layer CNNs in flax (models.vae.conv)")
     variants = parser.add_argument_group("variants (models.vae.discrete, models.vae.flow)")
     variants.add_argument("--latent", choices=("gaussian", "bernoulli", "concrete"), default="gaussian",
                           help="gaussian: the 40-unit Gaussian VAE; bernoulli: 200 binary latents trained "
@@ -93,6 +97,10 @@ def main(args: argparse.Namespace) -> int:
     if latent != "gaussian" and flow != "none":
         raise ValueError(f"--flow {flow} refines the Gaussian posterior; it cannot be combined with "
                          f"--latent {latent}")
+    if getattr(args, "arch", "mlp") == "conv":
+        if latent != "gaussian" or flow != "none":
+            raise ValueError("--arch conv has the Gaussian latent without a flow")
+        return _run_conv(args)
     if latent != "gaussian":
         return _run_discrete(args)
     if flow != "none":
@@ -175,6 +183,31 @@ def _run_flow(args: argparse.Namespace) -> int:
                "eval_seconds": time.perf_counter() - eval_start}
     _write_outputs(args, run_data, result, scores, details, vae_flow.pictures, start,
                                f"vae ({args.flow} flow)")
+    return 0
+
+
+def _run_conv(args: argparse.Namespace) -> int:
+    """`python -m models vae --arch conv`: the flax CNN VAE (`models.vae.conv`), same outputs as the MLP's."""
+    from models.vae import conv as vae_conv  # flax is imported only for this architecture
+
+    start = time.perf_counter()
+    run_data = _prepare(args, vae.DEFAULT_EPOCHS)
+    key_nets, key_fit = jax.random.split(run_data.keys["fit"])
+    nets = vae_conv.make_networks(key_nets)
+    result = vae_conv.fit(key_fit, nets, run_data.x_train, n_epochs=run_data.epochs,
+                          batch_size=args.batch_size,
+                          learning_rate=args.learning_rate, is_binarized=run_data.is_binarized,
+                          eval_fn=vae_conv.test_elbo_fn(nets, run_data.x_test), progress_bar=not args.quiet,
+                          **cli.checkpoint_options(args, cli.output_dir(args)))
+    eval_start = time.perf_counter()
+    scores = vae_conv.evaluate(nets, result.params, run_data.keys["eval"], run_data.x_test,
+                               n_importance=args.n_importance)
+    history = result.history
+    fitted = VariantFit(result.params, None, np.asarray(history["elbo"]), np.asarray(history["test_elbo"]),
+                        float(np.sum(history["seconds"])))
+    details = {"arch": "conv", "z_dim": nets.z_dim, "eval_seconds": time.perf_counter() - eval_start}
+    _write_outputs(args, run_data, fitted, scores, details, vae_conv.pictures_fn(nets), start,
+                   name="vae --arch conv")
     return 0
 
 
