@@ -68,7 +68,7 @@ def init_planar(key: jax.Array, dim: int, n_layers: int, scale: float = 0.01) ->
 
 
 def planar(params: PlanarParams, samples: jax.Array, log_q: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Planar flow `f(z) = z + u' tanh(w . z + b)`, layer after layer.
+    """Planar flow `f(z) = z + u' tanh(w^T z + b)`, layer after layer.
 
     `u' = u + (softplus(w . u) - 1 - w . u) w / |w|^2` guarantees `w . u' >= -1`, so every layer is
     invertible and `log |det| = log |1 + u' . w (1 - tanh^2(w . z + b))|`.

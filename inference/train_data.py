@@ -76,7 +76,7 @@ def shard_data(data: Any, mesh: Mesh) -> Any:
       mesh: a `jax.sharding.Mesh` with a "data" axis.
 
     Returns:
-      The same pytree of global `jax.Array`s `[n_local * n_processes, ...]`.
+      The same pytree of global arrays (`jax.Array`) `[n_local * n_processes, ...]`.
 
     Raises:
       ValueError: the mesh has no "data" axis, or leaves with different leading sizes.

@@ -138,7 +138,9 @@ class Distribution:
     Build one with a generated subclass (`ppl.distributions.Normal(0., std=1., group_ndims=1)`) or
     wrap any numpyro distribution with `Distribution.from_numpyro`.
 
-    Args (of every subclass, after the distribution's own parameters):
+    Every subclass takes these after the distribution's own parameters.
+
+    Args:
       group_ndims: how many rightmost batch axes `log_prob` sums over (they form one event).
       is_reparameterized: whether gradients flow through samples; defaults to whether the
         distribution has a reparameterised sampler.

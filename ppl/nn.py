@@ -102,7 +102,8 @@ def split_module(module, *example_args, key: jax.Array | None = None,
 
     Args:
       module: a flax `nnx.Module`, a flax `linen.Module` or an `equinox.Module`.
-      *example_args, **example_kwargs: example inputs (linen only: they fix the parameter shapes).
+      *example_args: example inputs (linen only: they fix the parameter shapes).
+      **example_kwargs: example keyword inputs (linen only).
       key: a JAX PRNG key for a linen module's initialisation.
 
     Returns:
