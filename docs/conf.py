@@ -2,7 +2,7 @@
 
 Pages generated at build time (never edited by hand, never committed): the API reference from
 `ppl.__all__` and `inference.__all__` (`docs/api/`), the model zoo from `python -m models`'s command
-line (`docs/zoo/`), and copies of the tutorial notebooks (`docs/tutorials/`), rendered as stored:
+line (`docs/zoo/`), and copies of the tutorial notebooks (`docs/tutorials/`) and the DOT text of the graphs on the modelling page (`docs/graphs/`), rendered as stored:
 nothing is executed here (the notebook tests run them).
 """
 
@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(ROOT), str(HERE / "_ext")]
 
 import api_pages  # noqa: E402
+import model_graphs  # noqa: E402
 import tutorial_pages  # noqa: E402
 import zoo_pages  # noqa: E402
 
@@ -68,3 +69,4 @@ def setup(app):
 api_pages.write(HERE / "api")
 zoo_pages.write(HERE / "zoo")
 tutorial_pages.write(ROOT / "notebooks", HERE / "tutorials")
+model_graphs.write_dot(HERE / "graphs")
