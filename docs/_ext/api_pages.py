@@ -77,7 +77,7 @@ def _page(module_name: str, entries: list[str], pages: dict[str, list[str]]) -> 
         refs = [f":obj:`{n} <{owners[id(getattr(module, n))]}>`" for n in shared
                 if id(getattr(module, n)) in owners]
         if refs:
-            lines += ["Also exported here, documented where they are defined publicly: "
+            lines += ["Also exported here (re-exports and aliases, each documented at its target): "
                       + ", ".join(refs) + ".", ""]
     for qualname in entries:
         lines += [_directive(qualname, getattr(module, qualname.rsplit(".", 1)[1]))]
@@ -97,4 +97,4 @@ def write(target: Path) -> None:
         "API reference\n=============\n\n"
         "Generated from the docstrings of every name in ``ppl.__all__`` and ``inference.__all__`` and\n"
         "of their public submodules. Each object is documented once, under its shortest public path.\n\n"
-        f".. toctree::\n   :maxdepth: 1\n\n{toc}\n")
+        f".. toctree::\n   :maxdepth: 1\n   :titlesonly:\n\n{toc}\n")

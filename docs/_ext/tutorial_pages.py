@@ -48,6 +48,7 @@ plots. The test suite executes every notebook.
 
 ```{{toctree}}
 :hidden:
+:titlesonly:
 {toc}
 ```
 """)

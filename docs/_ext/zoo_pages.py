@@ -121,6 +121,7 @@ generated from the command line's own help when the documentation is built.
 
 ```{{toctree}}
 :hidden:
+:titlesonly:
 {toc}
 ```
 """)
