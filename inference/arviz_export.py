@@ -157,7 +157,7 @@ def to_arviz(samples: Mapping[str, Any] | Any, info: Any = None, *, model: MetaB
     posterior, lead = _check_posterior(samples)
     if model is None and (observed is not None or key is not None):
         raise ValueError("observed and key are used with the model: pass model= as well")
-    groups = {"posterior": posterior, "sample_stats": _sample_stats(info, lead)}
+    groups: dict[str, Any] = {"posterior": posterior, "sample_stats": _sample_stats(info, lead)}
     if model is not None and observed is not None:
         observed = dict(observed)
         groups["log_likelihood"] = log_likelihood(model, observed, posterior, group_ndims=group_ndims,

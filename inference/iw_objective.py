@@ -37,6 +37,12 @@ class ImportanceWeightedObjective(VariationalObjective):
     """
 
     requires_axis = True
+
+    @property
+    def _k_axis(self) -> int:
+        """`axis`, which `requires_axis` makes an int."""
+        assert self.axis is not None
+        return self.axis
     name = "the importance weighted objective"
 
     @property
@@ -45,7 +51,7 @@ class ImportanceWeightedObjective(VariationalObjective):
         return -self._cost()
 
     def _cost(self) -> jax.Array:
-        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self.axis)
+        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self._k_axis)
 
     def sgvb(self) -> jax.Array:
         """Surrogate cost for the reparameterised IWAE gradient (Burda et al., 2015); to minimise.
@@ -75,7 +81,7 @@ class ImportanceWeightedObjective(VariationalObjective):
         """
         self._require_no_enumerated_variational("vimco")
         self._require_score_function("vimco")
-        return estimators.vimco(self.log_joint, self.log_q, self.axis)
+        return estimators.vimco(self.log_joint, self.log_q, self._k_axis)
 
     def dreg(self) -> jax.Array:
         """Surrogate cost for the doubly reparameterised gradient (Tucker et al., 2019).
@@ -104,7 +110,7 @@ class ImportanceWeightedObjective(VariationalObjective):
                                  f"{name!r} was built with use_path_derivative=False; build it with "
                                  "use_path_derivative=True")
         _, log_joint_model = self._log_joint_of(self.observed, self._latent_values(stop_gradient=True))
-        return estimators.dreg(self.log_joint, self.log_q, self.axis, log_joint_model)
+        return estimators.dreg(self.log_joint, self.log_q, self._k_axis, log_joint_model)
 
 
     def _require_no_enumerated_variational(self, estimator: str) -> None:

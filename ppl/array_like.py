@@ -127,9 +127,9 @@ for _name, _op in _BINARY.items():
     setattr(ArrayLike, f"__r{_name}__", _binary(_op, reflected=True))
 for _name, _op in _COMPARISONS.items():
     setattr(ArrayLike, f"__{_name}__", _binary(_op, reflected=False))
-for _name, _op in _UNARY.items():
-    setattr(ArrayLike, f"__{_name}__", _unary(_op))
-del _name, _op
+for _name, _unary_op in _UNARY.items():
+    setattr(ArrayLike, f"__{_name}__", _unary(_unary_op))
+del _name, _op, _unary_op
 
 
 def _flatten(obj: ArrayLike):

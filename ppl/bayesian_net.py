@@ -102,7 +102,7 @@ class BayesianNet:
         self._nodes: dict[str, StochasticTensor | DeterministicTensor] = {}
         self._digests: dict[tuple[int, int], str] = {}
         self._log_joint_fn: Callable[[BayesianNet], jax.Array] | None = None
-        self._meta_bn = None          # set by MetaBayesianNet.observe, for rebuild()
+        self._meta_bn: Any = None     # set by MetaBayesianNet.observe, for rebuild()
 
     # ---------------------------------------------------------------- node creation
     def stochastic(self, name: str, distribution: dist.Distribution | Distribution, *,

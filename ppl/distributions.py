@@ -178,7 +178,7 @@ class Distribution:
             bound = inspect.signature(make).bind(*args, **kwargs)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{self.zhusuan_name}: {error}") from None
-        self._parameters = dict(bound.arguments)
+        self._parameters: dict[str, Any] = dict(bound.arguments)
         self._setup(distribution, group_ndims, is_reparameterized, use_path_derivative, dtype,
                     check_numerics)
 
@@ -329,7 +329,7 @@ def _make_class(method: str, spec) -> type:
     namespace = {"_make": staticmethod(make), "zhusuan_name": spec.zhusuan_name, "__doc__": doc,
                  "__module__": __name__}
     cls = type(spec.zhusuan_name, (Distribution,), namespace)
-    cls.__signature__ = signature
+    cls.__signature__ = signature  # type: ignore[attr-defined]  # read by inspect.signature
     return cls
 
 

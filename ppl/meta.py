@@ -166,7 +166,7 @@ def meta_bayesian_net(builder: Callable[..., BayesianNet] | str | None = None, /
     """
     if isinstance(builder, str):          # ZhuSuan's meta_bayesian_net("scope_name")
         builder, scope = None, builder
-    options = dict(log_joint_fn=log_joint_fn, scope=scope, reuse_variables=reuse_variables,
+    options: dict[str, Any] = dict(log_joint_fn=log_joint_fn, scope=scope, reuse_variables=reuse_variables,
                    out_of_support=out_of_support)
     if out_of_support is not None:
         checks.check_mode(out_of_support)
@@ -178,5 +178,5 @@ def meta_bayesian_net(builder: Callable[..., BayesianNet] | str | None = None, /
         return MetaBayesianNet(builder, args, kwargs, scope, reuse_variables,
                                log_joint_fn=log_joint_fn, out_of_support=out_of_support)
 
-    wrapped.is_meta_bayesian_net_builder = True
+    wrapped.is_meta_bayesian_net_builder = True  # type: ignore[attr-defined]
     return wrapped

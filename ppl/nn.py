@@ -223,7 +223,7 @@ def random_module(bn, name: str, module, prior, *, n_samples: int | None = None)
         node = f"{name}.{leaf_name(path)}"
         values.append(bn.stochastic(node, _prior_distribution(prior, node, leaf), group_ndims=jnp.ndim(leaf),
                                     n_samples=n_samples))
-    return BayesianModule(treedef.unflatten(values), apply_fn, n_samples)
+    return BayesianModule(jax.tree_util.tree_unflatten(treedef, values), apply_fn, n_samples)
 
 
 def init_mean_field(params: Any, log_scale: float = -3.0) -> dict:
@@ -253,11 +253,11 @@ def mean_field(bn, name: str, variational_params: dict, *, n_samples: int | None
       ValueError: `loc` and `log_scale` of different structures.
     """
     loc, log_scale = variational_params["loc"], variational_params["log_scale"]
-    if jax.tree.structure(loc) != jax.tree.structure(log_scale):
+    if jax.tree.structure(loc) != jax.tree.structure(log_scale):  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
         raise ValueError("mean_field: loc and log_scale need the same structure")
     paths, treedef = jax.tree_util.tree_flatten_with_path(loc)
     values = []
     for (path, mean), logstd in zip(paths, jax.tree.leaves(log_scale), strict=True):
         values.append(bn.normal(f"{name}.{leaf_name(path)}", mean, logstd=logstd, group_ndims=jnp.ndim(mean),
                                 n_samples=n_samples))
-    return treedef.unflatten(values)
+    return jax.tree_util.tree_unflatten(treedef, values)

@@ -99,7 +99,7 @@ def scaled_log_joint(scale: float | jax.Array, names: Iterable[str]) -> Callable
         terms = [node.log_prob * scale if name in names else node.log_prob
                  for name, node in bn.stochastic_nodes().items()]
         shape = jnp.broadcast_shapes(*(jnp.shape(t) for t in terms))
-        return sum(jnp.broadcast_to(t, shape) for t in terms)
+        return jnp.asarray(sum(jnp.broadcast_to(t, shape) for t in terms))
 
     return log_joint
 
@@ -123,7 +123,8 @@ def normal_like(key: jax.Array, tree: Any, std: Any = 1.0) -> Any:
     dtype = jnp.result_type(*leaves)
     flat = jax.random.normal(key, (sum(sizes),), dtype)
     pieces = jnp.split(flat, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [flat]
-    std_leaves = jax.tree.leaves(std) if jax.tree.structure(std) == treedef else [std] * len(leaves)
+    same_structure = jax.tree.structure(std) == treedef  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
+    std_leaves = jax.tree.leaves(std) if same_structure else [std] * len(leaves)
     noise = [(jnp.asarray(s, leaf.dtype) * piece.reshape(jnp.shape(leaf))).astype(leaf.dtype)
              for leaf, piece, s in zip(leaves, pieces, std_leaves, strict=True)]
     return jax.tree.unflatten(treedef, noise)
