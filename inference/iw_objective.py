@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping, Sequence
+
 import jax
 import jax.numpy as jnp
 
 from inference import estimators
-from inference.objective import VariationalObjective
+from inference.objective import Latent, VariationalObjective
+from ppl import BayesianNet, MetaBayesianNet
 
 __all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective"]
 
@@ -122,8 +125,10 @@ class ImportanceWeightedObjective(VariationalObjective):
                              "the variational net and enumerate it in the model, or use sgvb")
 
 
-def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
-                                  variational=None, *, enumerate=None) -> ImportanceWeightedObjective:
+def importance_weighted_objective(
+    meta_bn: MetaBayesianNet | Callable[[dict], jax.Array], observed: Mapping[str, Any],
+    latent: Latent | None = None, axis: int | None = None, variational: BayesianNet | None = None, *,
+    enumerate: str | Sequence[str] | None = None) -> ImportanceWeightedObjective:
     """The importance weighted objective of `meta_bn` given `observed` (ZhuSuan's function name).
 
     ZhuSuan's `zs.variational.importance_weighted_objective(meta_bn, observed, latent=None,
