@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import ppl
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,3 +28,12 @@ def test_mypy_finds_no_errors(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert checked.returncode == 0, f"mypy found errors:\n{checked.stdout[-8000:]}\n{checked.stderr[-2000:]}"
     assert "no issues found" in checked.stdout
+
+
+def test_node_helper_types_match_the_generated_helpers():
+    from ppl._node_helpers import NodeHelpers
+    from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES
+
+    assert set(NodeHelpers.__annotations__) == set(NODE_TABLE) | set(ZHUSUAN_ALIASES)
+    for name in NodeHelpers.__annotations__:
+        assert callable(getattr(ppl.BayesianNet, name)), name
