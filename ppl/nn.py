@@ -24,16 +24,19 @@ References:
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+if TYPE_CHECKING:
+    from ppl.bayesian_net import BayesianNet
+
 __all__ = ["BayesianModule", "init_mean_field", "leaf_name", "mean_field", "random_module", "split_module"]
 
 
-def leaf_name(path) -> str:
+def leaf_name(path: Sequence[Any]) -> str:
     """A pytree key path as dot-joined names: `("l1", "kernel") -> "l1.kernel"`, `layers[0].weight ->
     "layers.0.weight"` (the same for a dict key, a NamedTuple field or a module attribute)."""
     parts = []
@@ -96,8 +99,8 @@ def _split_equinox(module):
     return params, apply_fn
 
 
-def split_module(module, *example_args, key: jax.Array | None = None,
-                 **example_kwargs) -> tuple[Any, Callable]:
+def split_module(module: Any, *example_args: Any, key: jax.Array | None = None,
+                 **example_kwargs: Any) -> tuple[Any, Callable]:
     """A module as `(params, apply_fn)`: its trainable parameters and a pure function of them.
 
     Args:
@@ -183,7 +186,8 @@ def _params_and_apply(module):
     return split_module(module)
 
 
-def random_module(bn, name: str, module, prior, *, n_samples: int | None = None) -> BayesianModule:
+def random_module(bn: BayesianNet, name: str, module: Any, prior: Any, *,
+                  n_samples: int | None = None) -> BayesianModule:
     """Turns a module's parameters into stochastic nodes of `bn` with a prior (a Bayesian layer).
 
     Each parameter leaf at path `p` becomes the node `f"{name}.{p}"` (dot-joined, e.g.
@@ -232,7 +236,8 @@ def init_mean_field(params: Any, log_scale: float = -3.0) -> dict:
     return {"loc": params, "log_scale": jax.tree.map(lambda x: jnp.full_like(x, log_scale), params)}
 
 
-def mean_field(bn, name: str, variational_params: dict, *, n_samples: int | None = None) -> Any:
+def mean_field(bn: BayesianNet, name: str, variational_params: dict, *,
+               n_samples: int | None = None) -> Any:
     """The mean-field Gaussian variational net matching `random_module(bn, name, ...)`.
 
     Adds one normal node per parameter, `f"{name}.{path}"` with mean `loc` and log-std

@@ -183,7 +183,7 @@ def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, record
     return jax.jit(call)
 
 
-def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | None = None,
+def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any] | None = None,
            init: Mapping[str, Any] | None = None, *, batch_size: int | None = None,
            n_epochs: int | None = None, n_warmup_epochs: int = 0, n_samples: int | None = None,
            n_warmup: int = 0, thinning: int = 1,

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl import MetaBayesianNet
+
 __all__ = [
     "learning_rate_at",
     "log_joint_grad_fn",
@@ -34,7 +36,8 @@ __all__ = [
 Position = dict[str, jax.Array]
 
 
-def minibatch_log_joint_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Position], jax.Array]:
+def minibatch_log_joint_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
+                           ) -> Callable[[Position], jax.Array]:
     """`position -> log p(observed, position)` of a model, a scalar in nats (to maximise).
 
     Uses the model's `log_joint` override when set (e.g. `scaled_log_joint`). Latents are used as
@@ -67,7 +70,8 @@ def minibatch_log_joint_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Po
     return log_joint
 
 
-def log_joint_grad_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Position], Position]:
+def log_joint_grad_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
+                      ) -> Callable[[Position], Position]:
     """`position -> d log p(observed, position) / d position`, a dict like `position`.
 
     See `minibatch_log_joint_fn` for the arguments and errors.
