@@ -14,7 +14,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +22,9 @@ import numpy as np
 
 from inference.predictive import chunked_map, predictive
 from ppl import MetaBayesianNet
+
+if TYPE_CHECKING:
+    import arviz
 
 __all__ = ["SAMPLE_STATS_NAMES", "log_likelihood", "to_arviz"]
 
@@ -115,7 +118,7 @@ def log_likelihood(meta_bn: MetaBayesianNet, observed: Mapping[str, Any], sample
 def to_arviz(samples: Mapping[str, Any] | Any, info: Any = None, *, model: MetaBayesianNet | None = None,
              observed: Mapping[str, Any] | None = None, key: jax.Array | None = None,
              posterior_predictive: Mapping[str, Any] | None = None, group_ndims: int | Mapping[str, int] = 0,
-             chunk_size: int | None = None):
+             chunk_size: int | None = None) -> arviz.InferenceData:
     """Converts MCMC samples (and their Info, the model and data) to an ArviZ `InferenceData`.
 
     Args:
@@ -157,7 +160,7 @@ def to_arviz(samples: Mapping[str, Any] | Any, info: Any = None, *, model: MetaB
     posterior, lead = _check_posterior(samples)
     if model is None and (observed is not None or key is not None):
         raise ValueError("observed and key are used with the model: pass model= as well")
-    groups = {"posterior": posterior, "sample_stats": _sample_stats(info, lead)}
+    groups: dict[str, Any] = {"posterior": posterior, "sample_stats": _sample_stats(info, lead)}
     if model is not None and observed is not None:
         observed = dict(observed)
         groups["log_likelihood"] = log_likelihood(model, observed, posterior, group_ndims=group_ndims,

@@ -84,8 +84,9 @@ def _decode(restored: Any, zero_size: Mapping[str, list], like: Any = None) -> A
         return jax.tree_util.tree_map_with_path(decode, restored, is_leaf=is_none)
     paths, treedef = jax.tree_util.tree_flatten_with_path(like, is_leaf=is_none)
     restored_leaves = jax.tree_util.tree_flatten(restored, is_leaf=is_none)[0]
-    return treedef.unflatten(decode(path, leaf, like_leaf)
-                             for (path, like_leaf), leaf in zip(paths, restored_leaves, strict=True))
+    pairs = zip(paths, restored_leaves, strict=True)
+    leaves = [decode(path, leaf, like_leaf) for (path, like_leaf), leaf in pairs]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _stored_signature(leaf) -> tuple[tuple[int, ...], str]:

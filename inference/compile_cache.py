@@ -190,7 +190,7 @@ class CompileCache:
         self.n_builds = 0
         self.n_hits = 0
 
-    def get(self, key: Hashable, build: Callable[[], Callable]) -> Callable:
+    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """The program for `key`, built by `build()` on a miss.
 
         Args:

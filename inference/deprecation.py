@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 __all__ = ["caller_stacklevel", "renamed_arguments"]
@@ -15,7 +16,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 def caller_stacklevel() -> int:
     """The `stacklevel` that points a warning at the first frame outside the `inference` package
     (the user's call)."""
-    level, frame = 2, sys._getframe(2)   # 1: the function that warns; 2: its caller
+    level = 2
+    frame: types.FrameType | None = sys._getframe(2)   # 1: the function that warns; 2: its caller
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
         level, frame = level + 1, frame.f_back
     return level

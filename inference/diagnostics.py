@@ -19,9 +19,10 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TextIO
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from inference.arviz_export import to_arviz
 
@@ -132,7 +133,7 @@ def _masked(values: np.ndarray, is_nonfinite, is_constant) -> np.ndarray:
 _ESS_METHODS = ("standard", "bulk", "tail")
 
 
-def effective_sample_size(samples, method: str = "standard") -> np.ndarray:
+def effective_sample_size(samples: ArrayLike, method: str = "standard") -> np.ndarray:
     """Multi-chain effective sample size (Geyer's initial monotone sequence, as in Stan and ArviZ).
 
     .. math::
@@ -177,7 +178,7 @@ def effective_sample_size(samples, method: str = "standard") -> np.ndarray:
     return _masked(ess, is_nonfinite, is_constant)
 
 
-def rhat(samples, method: str = "split") -> np.ndarray:
+def rhat(samples: ArrayLike, method: str = "split") -> np.ndarray:
     """Potential scale reduction factor: split R-hat, or its rank-normalised version.
 
     .. math::
@@ -242,7 +243,8 @@ def summary(samples: Mapping[str, Any], prob: float = 0.9) -> dict[str, dict[str
     return table
 
 
-def print_summary(samples: Mapping[str, Any], prob: float = 0.9, n_divergences=None, file=None) -> str:
+def print_summary(samples: Mapping[str, Any], prob: float = 0.9, n_divergences: ArrayLike | None = None,
+                  file: TextIO | None = None) -> str:
     """Prints (and returns) the `summary` table in NumPyro's `print_summary` layout.
 
     Args:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping, Sequence
+
 import jax
 
 from inference import enumeration, estimators
 from inference.estimators import ReinforceResult, ReinforceState
-from inference.objective import VariationalObjective
+from inference.objective import Latent, VariationalObjective
+from ppl import BayesianNet, MetaBayesianNet
 
 __all__ = ["EvidenceLowerBoundObjective", "elbo"]
 
@@ -98,8 +101,10 @@ class EvidenceLowerBoundObjective(VariationalObjective):
         return ReinforceResult(self._mean(result.cost), self._mean(result.baseline_cost), result.state)
 
 
-def elbo(meta_bn, observed, latent=None, axis=None, variational=None, *,
-         enumerate=None) -> EvidenceLowerBoundObjective:
+def elbo(
+    meta_bn: MetaBayesianNet | Callable[[dict], jax.Array], observed: Mapping[str, Any],
+    latent: Latent | None = None, axis: int | None = None, variational: BayesianNet | None = None, *,
+    enumerate: str | Sequence[str] | None = None) -> EvidenceLowerBoundObjective:
     """The evidence lower bound of `meta_bn` given `observed`, under the variational posterior.
 
     ZhuSuan's `zs.variational.elbo(meta_bn, observed, latent=None, axis=None, variational=None)`.

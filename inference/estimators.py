@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 __all__ = [
     "ReinforceState",
@@ -107,7 +108,7 @@ class ReinforceResult(NamedTuple):
     state: ReinforceState
 
 
-def reinforce_init(dtype=jnp.float32) -> ReinforceState:
+def reinforce_init(dtype: DTypeLike = jnp.float32) -> ReinforceState:
     """The initial `ReinforceState`: a zero moving mean that has not been updated."""
     return ReinforceState(jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
 

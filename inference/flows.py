@@ -15,7 +15,7 @@ the parameters explicit (JAX has no variable store for a flow to create its own)
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,8 @@ import numpy as np
 
 __all__ = ["PlanarParams", "IAFParams", "init_planar", "planar", "init_iaf", "iaf", "made_masks",
            "made_autoregressive_nn", "planar_normalizing_flow", "inv_autoregressive_flow"]
+
+_Params = TypeVar("_Params")
 
 
 class PlanarParams(NamedTuple):
@@ -68,7 +70,7 @@ def init_planar(key: jax.Array, dim: int, n_layers: int, scale: float = 0.01) ->
 
 
 def planar(params: PlanarParams, samples: jax.Array, log_q: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Planar flow `f(z) = z + u' tanh(w . z + b)`, layer after layer.
+    """Planar flow `f(z) = z + u' tanh(w^T z + b)`, layer after layer.
 
     `u' = u + (softplus(w . u) - 1 - w . u) w / |w|^2` guarantees `w . u' >= -1`, so every layer is
     invertible and `log |det| = log |1 + u' . w (1 - tanh^2(w . z + b))|`.
@@ -280,8 +282,8 @@ def planar_normalizing_flow(samples: jax.Array, log_probs: jax.Array, n_iters: i
       TypeError: `params` missing.
       ValueError: `n_iters` that does not match `params`, or see `planar`.
     """
-    _check_params("planar_normalizing_flow", params, n_iters, "init_planar(key, dim, n_layers)")
-    return planar(params, samples, log_probs)
+    checked = _check_params("planar_normalizing_flow", params, n_iters, "init_planar(key, dim, n_layers)")
+    return planar(checked, samples, log_probs)
 
 
 def inv_autoregressive_flow(samples: jax.Array, hidden: jax.Array | None, log_probs: jax.Array,
@@ -329,10 +331,11 @@ def inv_autoregressive_flow(samples: jax.Array, hidden: jax.Array | None, log_pr
     return z, log_q
 
 
-def _check_params(name, params, n_iters, how):
+def _check_params(name: str, params: _Params | None, n_iters: int | None, how: str) -> _Params:
     if params is None:
         raise TypeError(f"{name}: give the flow's parameters as params= (JAX has no variable store "
                         f"for the flow to create them): make them with {how}")
     n_layers = jax.tree_util.tree_leaves(params)[0].shape[0]
     if n_iters is not None and n_iters != n_layers:
         raise ValueError(f"{name}: n_iters={n_iters}, but params hold {n_layers} layers")
+    return params

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping, Sequence
+
 import jax
 import jax.numpy as jnp
 
-from inference.objective import VariationalObjective, resolve_latent_arguments
+from inference.objective import Latent, VariationalObjective, resolve_latent_arguments
+from ppl import BayesianNet, MetaBayesianNet
 
 __all__ = ["is_loglikelihood", "log_mean_exp"]
 
@@ -19,8 +22,11 @@ class _ImportanceSampling(VariationalObjective):
     name = "is_loglikelihood"
 
 
-def is_loglikelihood(meta_bn, observed, latent=None, axis=None, variational=None, *,
-                     proposal=None, enumerate=None) -> jax.Array:
+def is_loglikelihood(
+    meta_bn: MetaBayesianNet | Callable[[dict], jax.Array], observed: Mapping[str, Any],
+    latent: Latent | None = None, axis: int | None = None, variational: BayesianNet | None = None, *,
+    proposal: BayesianNet | None = None,
+    enumerate: str | Sequence[str] | None = None) -> jax.Array:
     """Importance-sampling estimate of log p(x), with the proposal's samples as the importance samples.
 
     ZhuSuan's `zs.evaluation.is_loglikelihood(meta_bn, observed, latent=None, axis=None,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping, Sequence
+
 import jax
 import jax.numpy as jnp
 
 from inference import estimators
-from inference.objective import VariationalObjective
+from inference.objective import Latent, VariationalObjective
+from ppl import BayesianNet, MetaBayesianNet
 
 __all__ = ["ImportanceWeightedObjective", "importance_weighted_objective", "iw_objective"]
 
@@ -37,6 +40,12 @@ class ImportanceWeightedObjective(VariationalObjective):
     """
 
     requires_axis = True
+
+    @property
+    def _k_axis(self) -> int:
+        """`axis`, which `requires_axis` makes an int."""
+        assert self.axis is not None
+        return self.axis
     name = "the importance weighted objective"
 
     @property
@@ -45,7 +54,7 @@ class ImportanceWeightedObjective(VariationalObjective):
         return -self._cost()
 
     def _cost(self) -> jax.Array:
-        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self.axis)
+        return estimators.iwae(self._marginal_log_weight(), jnp.zeros(()), self._k_axis)
 
     def sgvb(self) -> jax.Array:
         """Surrogate cost for the reparameterised IWAE gradient (Burda et al., 2015); to minimise.
@@ -75,7 +84,7 @@ class ImportanceWeightedObjective(VariationalObjective):
         """
         self._require_no_enumerated_variational("vimco")
         self._require_score_function("vimco")
-        return estimators.vimco(self.log_joint, self.log_q, self.axis)
+        return estimators.vimco(self.log_joint, self.log_q, self._k_axis)
 
     def dreg(self) -> jax.Array:
         """Surrogate cost for the doubly reparameterised gradient (Tucker et al., 2019).
@@ -104,7 +113,7 @@ class ImportanceWeightedObjective(VariationalObjective):
                                  f"{name!r} was built with use_path_derivative=False; build it with "
                                  "use_path_derivative=True")
         _, log_joint_model = self._log_joint_of(self.observed, self._latent_values(stop_gradient=True))
-        return estimators.dreg(self.log_joint, self.log_q, self.axis, log_joint_model)
+        return estimators.dreg(self.log_joint, self.log_q, self._k_axis, log_joint_model)
 
 
     def _require_no_enumerated_variational(self, estimator: str) -> None:
@@ -116,8 +125,10 @@ class ImportanceWeightedObjective(VariationalObjective):
                              "the variational net and enumerate it in the model, or use sgvb")
 
 
-def importance_weighted_objective(meta_bn, observed, latent=None, axis=None,
-                                  variational=None, *, enumerate=None) -> ImportanceWeightedObjective:
+def importance_weighted_objective(
+    meta_bn: MetaBayesianNet | Callable[[dict], jax.Array], observed: Mapping[str, Any],
+    latent: Latent | None = None, axis: int | None = None, variational: BayesianNet | None = None, *,
+    enumerate: str | Sequence[str] | None = None) -> ImportanceWeightedObjective:
     """The importance weighted objective of `meta_bn` given `observed` (ZhuSuan's function name).
 
     ZhuSuan's `zs.variational.importance_weighted_objective(meta_bn, observed, latent=None,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from inference import enumeration, estimators
-from inference.objective import VariationalObjective
+from inference.objective import Latent, VariationalObjective
+from ppl import BayesianNet, MetaBayesianNet
 
 __all__ = ["InclusiveKLObjective", "klpq"]
 
@@ -68,8 +70,10 @@ class InclusiveKLObjective(VariationalObjective):
         return self.importance()
 
 
-def klpq(meta_bn, observed, latent=None, axis=None, variational=None, *,
-         enumerate=None) -> InclusiveKLObjective:
+def klpq(
+    meta_bn: MetaBayesianNet | Callable[[dict], jax.Array], observed: Mapping[str, Any],
+    latent: Latent | None = None, axis: int | None = None, variational: BayesianNet | None = None, *,
+    enumerate: str | Sequence[str] | None = None) -> InclusiveKLObjective:
     """The inclusive KL objective of `meta_bn` given `observed` (ZhuSuan's `klpq`).
 
     ZhuSuan's `zs.variational.klpq(meta_bn, observed, latent=None, axis=None, variational=None)`.

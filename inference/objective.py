@@ -179,7 +179,8 @@ class VariationalObjective(ArrayLike):
             particles.check_latent_shapes(self.name, self.bn, sampled)
         self.axis, particle_axes = self._check_axis(axis, shape, sampled)
         self._shape = shape
-        self.enumerated, self.enumerated_log_q = {}, jnp.zeros(())
+        self.enumerated: dict[str, Any] = {}
+        self.enumerated_log_q = jnp.zeros(())
         if plan is not None:
             self._enumerate(plan, particle_axes)
 

@@ -130,7 +130,7 @@ def _key_data(key) -> np.ndarray:
     return np.asarray(key)
 
 
-def _key_like(data: np.ndarray, key: jax.Array) -> jax.Array:
+def _key_like(data: np.ndarray | jax.Array, key: jax.Array) -> jax.Array:
     """Key data back as a key of `key`'s kind (typed, with its implementation, or raw uint32)."""
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.wrap_key_data(jax.numpy.asarray(data), impl=jax.random.key_impl(key))
@@ -360,7 +360,8 @@ def _fit(key, loss_fn, train_state, optimizer, data, n_epochs, batch_size, shuff
         train_state, epoch, records = restored.train_state, restored.epoch, restored.records
         key = _key_like(restored.key, key)
         if restored.is_stopped or epoch >= n_epochs:
-            return TrainResult(*train_state, _history(records), jax.random.split(key, 3)[2])
+            return TrainResult(train_state.params, train_state.opt_state, train_state.state,
+                               _history(records), jax.random.split(key, 3)[2])
     source = train_data.prepare_data(data, batch_size, drop_remainder=drop_remainder,
                                      steps_per_epoch=steps_per_epoch, mesh=mesh, first_epoch=epoch)
     key_epochs, key_eval, key_out = jax.random.split(key, 3)
@@ -384,4 +385,5 @@ def _fit(key, loss_fn, train_state, optimizer, data, n_epochs, batch_size, shuff
     finally:
         bar.close()
     _warn_skipped(records, first)
-    return TrainResult(*train_state, _history(records), key_out)
+    return TrainResult(train_state.params, train_state.opt_state, train_state.state,
+                       _history(records), key_out)

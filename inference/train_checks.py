@@ -77,7 +77,8 @@ def check_loss_fn(loss_fn, params, key, batch_spec, state) -> tuple[Any, tuple]:
         raise TypeError(f"loss_fn's cost must be a float scalar (shape []), got {shape_of(cost)}: "
                         "reduce it over the batch and particle axes (e.g. jnp.mean)")
     in_state = jax.tree.map(lambda a: (np.shape(a), str(jnp.result_type(a))), state)
-    if jax.tree.structure(new_state) != jax.tree.structure(state) or shape_of(new_state) != in_state:
+    if (jax.tree.structure(new_state) != jax.tree.structure(state)  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
+            or shape_of(new_state) != in_state):
         raise ValueError(f"loss_fn must return a state with the structure, shapes and dtypes of the state "
                          f"it is given (a scan carry): given {in_state}, returned {shape_of(new_state)}")
     metrics = {} if metrics is None else metrics

@@ -76,7 +76,7 @@ def shard_data(data: Any, mesh: Mesh) -> Any:
       mesh: a `jax.sharding.Mesh` with a "data" axis.
 
     Returns:
-      The same pytree of global `jax.Array`s `[n_local * n_processes, ...]`.
+      The same pytree of global arrays (`jax.Array`) `[n_local * n_processes, ...]`.
 
     Raises:
       ValueError: the mesh has no "data" axis, or leaves with different leading sizes.
@@ -156,8 +156,8 @@ def prepare_data(data: Any, batch_size: int | None, *, drop_remainder: bool, ste
         raise ValueError("steps_per_epoch is for batches from a callable or iterator; with arrays an epoch "
                          "has N // batch_size steps (ceil(N / batch_size) with drop_remainder=False)")
     n = _leading_size(data, "data")
-    is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
-    if not is_int or not 1 <= batch_size <= n:
+    if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
+            or not 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an int in [1, {n}] (the number of examples), got "
                          f"{batch_size!r}")
     batch_size = int(batch_size)
@@ -184,7 +184,8 @@ def _stack(batches: list, epoch: int, reference: Any) -> Any:
 
     expected = shapes(reference)
     for step, batch in enumerate(batches):
-        if jax.tree.structure(batch) != jax.tree.structure(reference) or shapes(batch) != expected:
+        if (jax.tree.structure(batch) != jax.tree.structure(reference)  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
+                or shapes(batch) != expected):
             raise ValueError(f"epoch {epoch}, step {step}: the batch has shapes {shapes(batch)}, but the "
                              f"first batch had {expected}; every batch must have the same shapes (drop a "
                              "ragged last batch, e.g. drop_last=True in a data loader)")

@@ -67,7 +67,8 @@ def _cast_like(tree: Any, like: Any) -> Any:
     return jax.tree.map(lambda x, y: lax.convert_element_type(x, jnp.result_type(y)), tree, like)
 
 
-def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation):
+def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation
+              ) -> Callable[[TrainState, jax.Array, Any], tuple[TrainState, StepInfo]]:
     """One gradient step `step(train_state, key, batch) -> (train_state, StepInfo)`, pure and jittable.
 
     The gradient of the cost with respect to `params` goes through `optimizer`. When the cost or

@@ -1,8 +1,8 @@
 """`ArrayLike`: objects that stand for one array, as ZhuSuan's `TensorArithmeticMixin` made them.
 
-ZhuSuan's `StochasticTensor`s and variational objectives are tensors: they go into any TensorFlow
-operation and support Python arithmetic. Here the same holds for JAX. A subclass says which array it
-stands for (`_as_array`); the mixin then gives it
+ZhuSuan's stochastic tensors (`StochasticTensor`) and variational objectives are tensors: they go
+into any TensorFlow operation and support Python arithmetic. Here the same holds for JAX. A subclass
+says which array it stands for (`_as_array`); the mixin then gives it
 
 * `__jax_array__` (`jnp.asarray(x)`, `jnp.mean(x)`, `jax.nn.softmax(x)`, ... accept it);
 * registration as a pytree whose single leaf is that array, so it can be passed into `jax.jit`,
@@ -127,9 +127,9 @@ for _name, _op in _BINARY.items():
     setattr(ArrayLike, f"__r{_name}__", _binary(_op, reflected=True))
 for _name, _op in _COMPARISONS.items():
     setattr(ArrayLike, f"__{_name}__", _binary(_op, reflected=False))
-for _name, _op in _UNARY.items():
-    setattr(ArrayLike, f"__{_name}__", _unary(_op))
-del _name, _op
+for _name, _unary_op in _UNARY.items():
+    setattr(ArrayLike, f"__{_name}__", _unary(_unary_op))
+del _name, _op, _unary_op
 
 
 def _flatten(obj: ArrayLike):

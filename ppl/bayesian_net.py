@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +67,13 @@ class observe_context:
         return False
 
 
-class BayesianNet:
+if TYPE_CHECKING:  # the node helpers made at import time, typed
+    from ppl._node_helpers import NodeHelpers
+else:
+    NodeHelpers = object
+
+
+class BayesianNet(NodeHelpers):
     """A Bayesian network of named stochastic and deterministic nodes (ZhuSuan's `BayesianNet`).
 
     Created inside a model-building function, usually without arguments: when the builder runs
@@ -102,7 +108,7 @@ class BayesianNet:
         self._nodes: dict[str, StochasticTensor | DeterministicTensor] = {}
         self._digests: dict[tuple[int, int], str] = {}
         self._log_joint_fn: Callable[[BayesianNet], jax.Array] | None = None
-        self._meta_bn = None          # set by MetaBayesianNet.observe, for rebuild()
+        self._meta_bn: Any = None     # set by MetaBayesianNet.observe, for rebuild()
 
     # ---------------------------------------------------------------- node creation
     def stochastic(self, name: str, distribution: dist.Distribution | Distribution, *,

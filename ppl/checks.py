@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import threading
+import types
 import warnings
 from typing import Any, Iterator
 
@@ -241,7 +242,8 @@ def _describe(support) -> str:
     for constraint, text in _NAMED_SUPPORTS:
         if base is constraint:
             return text
-    lower, upper = getattr(base, "lower_bound", None), getattr(base, "upper_bound", None)
+    lower: Any = getattr(base, "lower_bound", None)
+    upper: Any = getattr(base, "upper_bound", None)
     if np.size(lower) == 1 and np.size(upper) == 1 and upper is not None:
         kind = "integers" if isinstance(base, constraints.integer_interval) else "interval"
         return f"{kind} [{np.asarray(lower).item():g}, {np.asarray(upper).item():g}]"
@@ -257,7 +259,8 @@ def user_stacklevel() -> int:
 
     Called by the function that warns, so that the warning points at the user's line however deep
     inside the library it was raised."""
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and frame.f_globals.get("__name__", "").startswith(("ppl.", "inference.")):
         frame, level = frame.f_back, level + 1
     return level

@@ -138,7 +138,9 @@ class Distribution:
     Build one with a generated subclass (`ppl.distributions.Normal(0., std=1., group_ndims=1)`) or
     wrap any numpyro distribution with `Distribution.from_numpyro`.
 
-    Args (of every subclass, after the distribution's own parameters):
+    Every subclass takes these after the distribution's own parameters.
+
+    Args:
       group_ndims: how many rightmost batch axes `log_prob` sums over (they form one event).
       is_reparameterized: whether gradients flow through samples; defaults to whether the
         distribution has a reparameterised sampler.
@@ -176,7 +178,7 @@ class Distribution:
             bound = inspect.signature(make).bind(*args, **kwargs)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{self.zhusuan_name}: {error}") from None
-        self._parameters = dict(bound.arguments)
+        self._parameters: dict[str, Any] = dict(bound.arguments)
         self._setup(distribution, group_ndims, is_reparameterized, use_path_derivative, dtype,
                     check_numerics)
 
@@ -327,7 +329,7 @@ def _make_class(method: str, spec) -> type:
     namespace = {"_make": staticmethod(make), "zhusuan_name": spec.zhusuan_name, "__doc__": doc,
                  "__module__": __name__}
     cls = type(spec.zhusuan_name, (Distribution,), namespace)
-    cls.__signature__ = signature
+    cls.__signature__ = signature  # type: ignore[attr-defined]  # read by inspect.signature
     return cls
 
 

@@ -106,7 +106,7 @@ class ModelGraph:
       nodes: `{name: GraphNode}` in creation order.
       edges: `((parent, child), ...)`: `child`'s distribution parameters (or value) are computed
         from `parent`'s value.
-      plates: the `Plate`s, outer ones first.
+      plates: the plates (`Plate` records), outer ones first.
     """
 
     def __init__(self, name: str, nodes: dict[str, GraphNode], edges: tuple[tuple[str, str], ...],
@@ -283,8 +283,8 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _label(*lines: str) -> str:
-    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
+def _label(*lines: str | None) -> str:
+    return '"' + "\\n".join(str(line).replace("\\", "\\\\").replace('"', '\\"') for line in lines) + '"'
 
 
 def _shape_text(shape) -> str:

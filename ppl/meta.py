@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import jax
 
 from ppl import checks
 from ppl.bayesian_net import BayesianNet, observe_context
+
+if TYPE_CHECKING:
+    from ppl.graph import ModelGraph
 
 __all__ = ["MetaBayesianNet", "meta_bayesian_net"]
 
@@ -113,7 +116,7 @@ class MetaBayesianNet:
         bn._meta_bn = self
         return bn
 
-    def render(self, /, **observed: Any):
+    def render(self, /, **observed: Any) -> ModelGraph:
         """The graph of this model (see `ppl.render`): `self.render(x=x).save("model.svg")`.
 
         Args:
@@ -136,7 +139,7 @@ class MetaBayesianNet:
 
 def meta_bayesian_net(builder: Callable[..., BayesianNet] | str | None = None, /, *,
                       log_joint_fn: LogJointFn | None = None, scope: str | None = None,
-                      reuse_variables: bool = False, out_of_support: str | None = None):
+                      reuse_variables: bool = False, out_of_support: str | None = None) -> Callable[..., Any]:
     """Decorates a model builder so that calling it returns a `MetaBayesianNet`.
 
     Works bare (`@meta_bayesian_net`), called (`@meta_bayesian_net()`), with options
@@ -166,7 +169,7 @@ def meta_bayesian_net(builder: Callable[..., BayesianNet] | str | None = None, /
     """
     if isinstance(builder, str):          # ZhuSuan's meta_bayesian_net("scope_name")
         builder, scope = None, builder
-    options = dict(log_joint_fn=log_joint_fn, scope=scope, reuse_variables=reuse_variables,
+    options: dict[str, Any] = dict(log_joint_fn=log_joint_fn, scope=scope, reuse_variables=reuse_variables,
                    out_of_support=out_of_support)
     if out_of_support is not None:
         checks.check_mode(out_of_support)
@@ -178,5 +181,5 @@ def meta_bayesian_net(builder: Callable[..., BayesianNet] | str | None = None, /
         return MetaBayesianNet(builder, args, kwargs, scope, reuse_variables,
                                log_joint_fn=log_joint_fn, out_of_support=out_of_support)
 
-    wrapped.is_meta_bayesian_net_builder = True
+    wrapped.is_meta_bayesian_net_builder = True  # type: ignore[attr-defined]
     return wrapped

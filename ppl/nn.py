@@ -24,16 +24,19 @@ References:
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
+if TYPE_CHECKING:
+    from ppl.bayesian_net import BayesianNet
+
 __all__ = ["BayesianModule", "init_mean_field", "leaf_name", "mean_field", "random_module", "split_module"]
 
 
-def leaf_name(path) -> str:
+def leaf_name(path: Sequence[Any]) -> str:
     """A pytree key path as dot-joined names: `("l1", "kernel") -> "l1.kernel"`, `layers[0].weight ->
     "layers.0.weight"` (the same for a dict key, a NamedTuple field or a module attribute)."""
     parts = []
@@ -96,13 +99,14 @@ def _split_equinox(module):
     return params, apply_fn
 
 
-def split_module(module, *example_args, key: jax.Array | None = None,
-                 **example_kwargs) -> tuple[Any, Callable]:
+def split_module(module: Any, *example_args: Any, key: jax.Array | None = None,
+                 **example_kwargs: Any) -> tuple[Any, Callable]:
     """A module as `(params, apply_fn)`: its trainable parameters and a pure function of them.
 
     Args:
       module: a flax `nnx.Module`, a flax `linen.Module` or an `equinox.Module`.
-      *example_args, **example_kwargs: example inputs (linen only: they fix the parameter shapes).
+      *example_args: example inputs (linen only: they fix the parameter shapes).
+      **example_kwargs: example keyword inputs (linen only).
       key: a JAX PRNG key for a linen module's initialisation.
 
     Returns:
@@ -182,7 +186,8 @@ def _params_and_apply(module):
     return split_module(module)
 
 
-def random_module(bn, name: str, module, prior, *, n_samples: int | None = None) -> BayesianModule:
+def random_module(bn: BayesianNet, name: str, module: Any, prior: Any, *,
+                  n_samples: int | None = None) -> BayesianModule:
     """Turns a module's parameters into stochastic nodes of `bn` with a prior (a Bayesian layer).
 
     Each parameter leaf at path `p` becomes the node `f"{name}.{p}"` (dot-joined, e.g.
@@ -222,7 +227,7 @@ def random_module(bn, name: str, module, prior, *, n_samples: int | None = None)
         node = f"{name}.{leaf_name(path)}"
         values.append(bn.stochastic(node, _prior_distribution(prior, node, leaf), group_ndims=jnp.ndim(leaf),
                                     n_samples=n_samples))
-    return BayesianModule(treedef.unflatten(values), apply_fn, n_samples)
+    return BayesianModule(jax.tree_util.tree_unflatten(treedef, values), apply_fn, n_samples)
 
 
 def init_mean_field(params: Any, log_scale: float = -3.0) -> dict:
@@ -231,7 +236,8 @@ def init_mean_field(params: Any, log_scale: float = -3.0) -> dict:
     return {"loc": params, "log_scale": jax.tree.map(lambda x: jnp.full_like(x, log_scale), params)}
 
 
-def mean_field(bn, name: str, variational_params: dict, *, n_samples: int | None = None) -> Any:
+def mean_field(bn: BayesianNet, name: str, variational_params: dict, *,
+               n_samples: int | None = None) -> Any:
     """The mean-field Gaussian variational net matching `random_module(bn, name, ...)`.
 
     Adds one normal node per parameter, `f"{name}.{path}"` with mean `loc` and log-std
@@ -252,11 +258,11 @@ def mean_field(bn, name: str, variational_params: dict, *, n_samples: int | None
       ValueError: `loc` and `log_scale` of different structures.
     """
     loc, log_scale = variational_params["loc"], variational_params["log_scale"]
-    if jax.tree.structure(loc) != jax.tree.structure(log_scale):
+    if jax.tree.structure(loc) != jax.tree.structure(log_scale):  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
         raise ValueError("mean_field: loc and log_scale need the same structure")
     paths, treedef = jax.tree_util.tree_flatten_with_path(loc)
     values = []
     for (path, mean), logstd in zip(paths, jax.tree.leaves(log_scale), strict=True):
         values.append(bn.normal(f"{name}.{leaf_name(path)}", mean, logstd=logstd, group_ndims=jnp.ndim(mean),
                                 n_samples=n_samples))
-    return treedef.unflatten(values)
+    return jax.tree_util.tree_unflatten(treedef, values)

@@ -37,7 +37,7 @@ def normal(mean=0., *, std=None, logstd=None):
 
 
 def fold_normal(mean=0., *, std=None, logstd=None):
-    """|X| for X ~ Normal(mean, std): support [0, inf), density N(x) + N(-x)."""
+    """`|X|` for X ~ Normal(mean, std): support [0, inf), density N(x) + N(-x)."""
     return dist.FoldedDistribution(dist.Normal(mean, _scale(std, logstd)))
 
 
@@ -110,7 +110,7 @@ def inverse_gamma(alpha, beta):
 
 
 def laplace(loc, scale):
-    """Laplace(loc, scale): density exp(-|x - loc| / scale) / (2 scale)."""
+    """Laplace(loc, scale): density `exp(-|x - loc| / scale) / (2 scale)`."""
     return dist.Laplace(loc, scale)
 
 

@@ -78,7 +78,7 @@ class _SimplexLogitsDistribution(Distribution):
     """Shared constructor for distributions parameterised by `logits` over the last axis."""
 
     arg_constraints = {"logits": constraints.real_vector}
-    pytree_data_fields = ("logits",)
+    pytree_data_fields: tuple[str, ...] = ("logits",)
 
     def __init__(self, logits, *, validate_args=None):
         _check_has_category_axis(logits)

@@ -50,7 +50,7 @@ class StochasticTensor(ArrayLike):
         self.is_reparameterized = is_reparameterized
         self.use_path_derivative = use_path_derivative
         self._zhusuan_dist = zhusuan_dist
-        self._log_prob = None
+        self._log_prob: jax.Array | None = None
 
     def _as_array(self) -> jax.Array:
         return self.value

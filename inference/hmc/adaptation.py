@@ -44,7 +44,7 @@ class DualAveragingState(NamedTuple):
 
     log_step_size: jax.Array
     log_step_size_avg: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
     error_avg: jax.Array
     mu: jax.Array
 
@@ -94,7 +94,7 @@ class WelfordState(NamedTuple):
 
     mean: jax.Array
     m2: jax.Array
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
 
 
 def welford_init(dim: int, is_dense: bool = False, dtype=jnp.float32) -> WelfordState:

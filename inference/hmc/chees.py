@@ -115,7 +115,7 @@ class ChEESAdaptationState(NamedTuple):
     log_trajectory_length: jax.Array
     log_trajectory_length_avg: jax.Array
     optimizer: Any
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
     inverse_mass_matrix: jax.Array
     mass: Any
 

@@ -48,8 +48,8 @@ class Tuned(NamedTuple):
       parameters: sampler-specific extras, e.g. `{"trajectory_length": []}` (ChEES).
     """
 
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
+    step_size: Any                # a jax.Array; in a sampler's `tuned_axes`, a vmap axis (int or None)
+    inverse_mass_matrix: Any
     parameters: dict
 
 
@@ -160,7 +160,7 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys, states: HMCSta
         axes = (0, 0, tuned_axes.step_size, tuned_axes.inverse_mass_matrix, extra_axes)
         return jax.vmap(step, in_axes=axes)(keys_i, states, tuned.step_size, tuned.inverse_mass_matrix, extra)
 
-    adaptation = warmup.init(warmup_keys, states, tuned) if n_warmup else ()
+    adaptation = warmup.init(warmup_keys, states, tuned) if n_warmup else ()  # type: ignore[union-attr]
     one_info = jax.eval_shape(lambda: record_info(call_kernel(keys, states, tuned, 0)[1], states))
     kept = jax.eval_shape(jax.vmap(transform_fn), states.position)
     buffer = lambda s: jnp.zeros((n_samples + 1, *s.shape), s.dtype)   # a spare row for warmup writes

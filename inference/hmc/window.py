@@ -149,6 +149,7 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
         if inverse_mass_matrix is None:
             inverse_mass_matrix = jnp.eye(dim, dtype=dtype) if dense_mass else jnp.ones(dim, dtype)
         step_size = jnp.asarray(step_size, dtype)
+        mass: Any
         if mass_schedule == "exponential":
             mass = adapt.ema_init(dim, dtype)
         elif mass_schedule == "windowed":

@@ -40,7 +40,7 @@ def check_learning_rate(learning_rate: Any) -> Any:
         return learning_rate
     if isinstance(learning_rate, numbers.Real) or (hasattr(learning_rate, "shape") and
                                                    jnp.shape(learning_rate) == ()):
-        if isinstance(learning_rate, numbers.Real) and not learning_rate > 0:
+        if isinstance(learning_rate, numbers.Real) and not float(learning_rate) > 0:
             raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
         return learning_rate
     raise TypeError(f"learning_rate must be a positive float or an optax schedule (count -> rate), got "

@@ -26,6 +26,7 @@ two runs resumed one from the other equal one longer run with the same key.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import math
 import numbers
@@ -60,7 +61,7 @@ class SGMCMCState(NamedTuple):
     step: jax.Array
 
 
-def _check_data(data: Mapping[str, Any], batch_size: int) -> tuple[dict, int]:
+def _check_data(data: Mapping[str, Any], batch_size: int | None) -> tuple[dict, int, int]:
     if not isinstance(data, Mapping) or not data:
         raise TypeError("data must be a non-empty dict {name: array} of the training set")
     data = {name: jnp.asarray(value) for name, value in data.items()}
@@ -70,7 +71,7 @@ def _check_data(data: Mapping[str, Any], batch_size: int) -> tuple[dict, int]:
         raise ValueError(f"every data array needs the same leading (data) axis; got sizes {sizes}")
     if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an int in [1, {n}] (the data size), got {batch_size!r}")
-    return data, n
+    return data, n, batch_size
 
 
 def _model_kind(model: Callable, has_data: bool) -> str:
@@ -182,7 +183,7 @@ def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, record
     return jax.jit(call)
 
 
-def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | None = None,
+def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any] | None = None,
            init: Mapping[str, Any] | None = None, *, batch_size: int | None = None,
            n_epochs: int | None = None, n_warmup_epochs: int = 0, n_samples: int | None = None,
            n_warmup: int = 0, thinning: int = 1,
@@ -239,12 +240,13 @@ def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | N
     n_warmup_epochs = renamed.get("n_warmup_epochs", n_warmup_epochs)
     kind = _model_kind(model, data is not None)
     if data is not None:
-        data, n = _check_data(data, batch_size)
+        data, n, batch_size = _check_data(data, batch_size)
         if n_samples is not None or n_warmup:
             raise ValueError("with data, sizes are in epochs: give n_epochs and n_warmup_epochs, not "
                              "n_samples / n_warmup")
         _check_ints(n_epochs=(n_epochs, 1), n_warmup_epochs=(n_warmup_epochs, 0), thinning=(thinning, 1),
                     n_chains=(n_chains, 1))
+        assert n_epochs is not None  # _check_ints raised otherwise
         records_per_call = math.ceil((n // batch_size) / thinning)
         plan = [(records_per_call, thinning, epoch >= n_warmup_epochs)
                 for epoch in range(n_warmup_epochs + n_epochs)]
@@ -254,6 +256,7 @@ def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | N
                              "batch_size")
         _check_ints(n_samples=(n_samples, 1), n_warmup=(n_warmup, 0), thinning=(thinning, 1),
                     n_chains=(n_chains, 1))
+        assert n_samples is not None  # _check_ints raised otherwise
         data, n, batch_size = {}, 0, 0
         plan = ([(n_warmup, 1, False)] if n_warmup else []) + [(n_samples, thinning, True)]
     record_fn = _identity if record_fn is None else record_fn
@@ -265,8 +268,8 @@ def sample(key: jax.Array, sampler, model: Callable, data: Mapping[str, Any] | N
     for records, block, has_records in _progress(plan, progress_bar, type(sampler).__name__, bool(n)):
         program_key = ("sgmcmc", _sampler_key(sampler), static_key(model), kind, static_key(record_fn), n,
                        batch_size, block, records, has_records, n_chains, _abstract((carry, data)))
-        call = PROGRAMS.get(program_key, lambda r=records, b=block, h=has_records: _build_call(
-            sampler, model, kind, record_fn, n, batch_size, b, r, h))
+        call = PROGRAMS.get(program_key, functools.partial(
+            _build_call, sampler, model, kind, record_fn, n, batch_size, block, records, has_records))
         carry, outputs = call(carry, chain_keys, data, rate)
         if has_records:   # to the host now: device memory holds one call's records
             kept.append(jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), outputs[0]))

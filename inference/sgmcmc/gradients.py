@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl import MetaBayesianNet
+
 __all__ = [
     "learning_rate_at",
     "log_joint_grad_fn",
@@ -34,7 +36,8 @@ __all__ = [
 Position = dict[str, jax.Array]
 
 
-def minibatch_log_joint_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Position], jax.Array]:
+def minibatch_log_joint_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
+                           ) -> Callable[[Position], jax.Array]:
     """`position -> log p(observed, position)` of a model, a scalar in nats (to maximise).
 
     Uses the model's `log_joint` override when set (e.g. `scaled_log_joint`). Latents are used as
@@ -67,7 +70,8 @@ def minibatch_log_joint_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Po
     return log_joint
 
 
-def log_joint_grad_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[Position], Position]:
+def log_joint_grad_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
+                      ) -> Callable[[Position], Position]:
     """`position -> d log p(observed, position) / d position`, a dict like `position`.
 
     See `minibatch_log_joint_fn` for the arguments and errors.
@@ -99,7 +103,7 @@ def scaled_log_joint(scale: float | jax.Array, names: Iterable[str]) -> Callable
         terms = [node.log_prob * scale if name in names else node.log_prob
                  for name, node in bn.stochastic_nodes().items()]
         shape = jnp.broadcast_shapes(*(jnp.shape(t) for t in terms))
-        return sum(jnp.broadcast_to(t, shape) for t in terms)
+        return jnp.asarray(sum(jnp.broadcast_to(t, shape) for t in terms))
 
     return log_joint
 
@@ -123,7 +127,8 @@ def normal_like(key: jax.Array, tree: Any, std: Any = 1.0) -> Any:
     dtype = jnp.result_type(*leaves)
     flat = jax.random.normal(key, (sum(sizes),), dtype)
     pieces = jnp.split(flat, np.cumsum(sizes)[:-1]) if len(sizes) > 1 else [flat]
-    std_leaves = jax.tree.leaves(std) if jax.tree.structure(std) == treedef else [std] * len(leaves)
+    same_structure = jax.tree.structure(std) == treedef  # type: ignore[operator]  # jaxlib has no PyTreeDef stub
+    std_leaves = jax.tree.leaves(std) if same_structure else [std] * len(leaves)
     noise = [(jnp.asarray(s, leaf.dtype) * piece.reshape(jnp.shape(leaf))).astype(leaf.dtype)
              for leaf, piece, s in zip(leaves, pieces, std_leaves, strict=True)]
     return jax.tree.unflatten(treedef, noise)

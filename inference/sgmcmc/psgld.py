@@ -26,7 +26,7 @@ class PSGLDState(NamedTuple):
 
     position: dict
     square_avg: dict
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
     square_avg_slope: dict | None = None
 
 

@@ -26,7 +26,7 @@ class SGHMCState(NamedTuple):
 
     position: dict
     momentum: dict
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
 
 
 class SGHMCInfo(NamedTuple):

@@ -22,7 +22,7 @@ class SGLDState(NamedTuple):
     """
 
     position: dict
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
 
 
 class SGLDInfo(NamedTuple):

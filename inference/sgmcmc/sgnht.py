@@ -28,7 +28,7 @@ class SGNHTState(NamedTuple):
     position: dict
     momentum: dict
     alpha: dict
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
 
 
 class SGNHTInfo(NamedTuple):
