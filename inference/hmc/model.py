@@ -238,8 +238,14 @@ def check_initial_states(states, is_valid, n_tries, strategy: InitStrategy, meta
         f"{int(np.asarray(n_tries)[c])} tries of {strategy!r} (at most {MAX_INIT_TRIES}); at chain {c}'s "
         "last "
         f"try log_joint={float(np.asarray(states.log_joint)[c])}, non-finite value or gradient for latents "
-        f"{latents or 'none'}, non-finite log-density at nodes {_bad_nodes(meta_bn, observed, position)}. "
+        f"{latents or 'none'}, non-finite log-density at nodes {_bad_nodes(meta_bn, observed, position)}, "
+        f"latents (unconstrained) {_preview(position)}. "
         "Give init= values inside the support, another init_strategy, or check the model.")
+
+
+def _preview(position) -> dict:
+    """The first few entries of each latent, for messages."""
+    return {name: np.round(np.ravel(value)[:3], 4).tolist() for name, value in position.items()}
 
 
 def _bad_nodes(meta_bn, observed, position) -> list | str:
