@@ -11,6 +11,7 @@ traced arguments, so a second call with new data of the same shapes compiles not
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inference.compile_cache import PROGRAMS, rebuild, split_static, static_key
-from inference.deprecation import renamed_arguments
+from inference.deprecation import caller_stacklevel, renamed_arguments
 from inference.hmc import model as dsl
 from inference.hmc.driver import (
     ChainWarmup,
@@ -193,14 +194,14 @@ class HMCFamily:
                               n_warmup + n_samples * thinning, progress_bar)
 
         try:
-            return attempt(static, arrays)
+            return warn_on_bad_chains(attempt(static, arrays), self.name)
         except dsl.CONCRETE_ERRORS:   # the builder needs concrete arrays: its arguments become static
             if not static.n_argument_arrays:
                 raise
         arrays_concrete, concrete = dsl.split_model(meta_bn, observed, trace_arguments=False)
         result = attempt(concrete, arrays_concrete)
         dsl.mark_concrete(static)
-        return result
+        return warn_on_bad_chains(result, self.name)
 
     def _n_chains_for_sample(self, summary, init, n_chains, resume) -> int:
         if resume is not None:
@@ -266,7 +267,8 @@ class HMCFamily:
         keys = _shard_chains(jax.random.split(key, n_chains), n_chains)
         run_fn = self.build_run(log_joint_fn, n_samples, n_warmup, thinning, transform_fn, progress_bar,
                                 resume=resume)
-        return run_fn(keys, _shard_chains(positions, n_chains) if resume is None else None)
+        result = run_fn(keys, _shard_chains(positions, n_chains) if resume is None else None)
+        return warn_on_bad_chains(result, self.name)
 
     def build_run(self, log_joint_fn: Callable, n_samples: int, n_warmup: int = 0, thinning: int = 1,
                   transform_fn: Callable | None = None, progress_bar: bool = False,
@@ -352,6 +354,34 @@ class HMCFamily:
                 raise ValueError(f"{self.name}: init and resume both give starting points; pass one")
         self._check_sizes(int(n_warmup))
         return int(n_warmup)
+
+
+MIN_ACCEPTANCE = 0.05      # a chain accepting less than this is stuck
+MAX_DIVERGENT_FRACTION = 0.01
+
+
+def warn_on_bad_chains(result: MCMCResult, name: str) -> MCMCResult:
+    """Warns, naming the chains, when a chain's mean acceptance is below `MIN_ACCEPTANCE` or more than
+    `MAX_DIVERGENT_FRACTION` of its transitions diverged; returns `result` unchanged."""
+    info = result.info
+    acceptance = np.asarray(info.acceptance_rate).mean(axis=-1)
+    divergent = np.asarray(info.is_divergent).mean(axis=-1)
+    stuck = np.flatnonzero(~(acceptance >= MIN_ACCEPTANCE)).tolist()    # NaN counts as stuck
+    diverging = np.flatnonzero(divergent > MAX_DIVERGENT_FRACTION).tolist()
+    if stuck:
+        rates = np.round(acceptance[stuck], 3).tolist()
+        warnings.warn(f"{name}: chain(s) {stuck} accepted less than {MIN_ACCEPTANCE:.0%} of proposals (mean "
+                      f"acceptance {rates}): they barely moved and their draws are not posterior samples. "
+                      "Check the start, the step size and the warmup.", UserWarning,
+                      stacklevel=caller_stacklevel())
+    if diverging:
+        fractions = np.round(divergent[diverging], 3).tolist()
+        warnings.warn(f"{name}: chain(s) {diverging} had divergent transitions in more than "
+                      f"{MAX_DIVERGENT_FRACTION:.0%} of draws ({fractions}): "
+                      "the posterior has regions the integrator cannot follow; estimates may be biased. "
+                      "Reparameterise, or raise target_acceptance_rate.", UserWarning,
+                      stacklevel=caller_stacklevel())
+    return result
 
 
 def _traced_call(program_key, build, args):
