@@ -8,7 +8,17 @@ from inference.diagnostics import effective_sample_size, print_summary, rhat, su
 from inference.elbo import EvidenceLowerBoundObjective, elbo
 from inference.enumeration import EnumeratedNode
 from inference.estimators import ReinforceResult, ReinforceState, reinforce_init
-from inference.hmc import HMC, NUTS, ChEES, HMCSampleInfo
+from inference.hmc import (
+    HMC,
+    NUTS,
+    ChEES,
+    HMCSampleInfo,
+    InitStrategy,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
 from inference.importance import is_loglikelihood, log_mean_exp
 from inference.iw_objective import ImportanceWeightedObjective, importance_weighted_objective, iw_objective
 from inference.klpq import InclusiveKLObjective, klpq
@@ -50,6 +60,11 @@ __all__ = [
     "AISResult",
     "HMC",
     "HMCSampleInfo",
+    "InitStrategy",
+    "init_to_median",
+    "init_to_sample",
+    "init_to_uniform",
+    "init_to_value",
     "LatentSpec",
     "LogJointModel",
     "effective_sample_size",

@@ -20,6 +20,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +32,7 @@ from jax.flatten_util import ravel_pytree
 from inference.compile_cache import PROGRAMS
 from inference.hmc import model as dsl
 from inference.hmc.kernel import HMCState, build_kernel
-from inference.log_joint import unconstrained_log_joint_fn
+from inference.log_joint import latent_specs, values_log_joint_fn
 
 __all__ = ["AIS", "AISResult", "temperature_schedule"]
 
@@ -87,7 +88,9 @@ class AIS:
       schedule: "sigmoid" (default) or "linear"; see `temperature_schedule`.
 
     Raises:
-      ValueError: the proposal's latents differ from the model's (names or shapes).
+      ValueError: the proposal's latents differ from the model's (names or shapes), or `hmc` has no
+        finite positive `step_size`. `run` also raises when a latent's support differs between the
+        proposal and the model, and warns (`RuntimeWarning`) explaining a non-finite estimate.
 
     Example:
       >>> ais = AIS(model, prior, HMC(step_size=0.1, n_leapfrogs=5), {"x": x}, n_temperatures=500)
@@ -97,6 +100,11 @@ class AIS:
 
     def __init__(self, meta_bn, proposal_meta_bn, hmc, observed: dict[str, Any], n_temperatures: int = 1000,
                  schedule: str = "sigmoid"):
+        step_size = getattr(hmc, "step_size", None)
+        is_number = isinstance(step_size, (int, float, np.floating))
+        if not (is_number and np.isfinite(float(step_size)) and float(step_size) > 0):  # type: ignore[arg-type]
+            raise ValueError(f"AIS: hmc must be an inference.HMC with a finite positive step_size, got "
+                             f"{type(hmc).__name__} with step_size={step_size!r}")
         self.meta_bn, self.proposal_meta_bn, self.hmc = meta_bn, proposal_meta_bn, hmc
         self.observed = dict(observed)
         self.betas = temperature_schedule(n_temperatures, schedule)
@@ -130,13 +138,16 @@ class AIS:
         proposal_shapes = {name: s.shape for name, s in proposal_summary.items()}
         if shapes != proposal_shapes:
             raise ValueError(f"the proposal's latents {proposal_shapes} must match the model's {shapes}")
+        _check_supports(self.meta_bn, self.observed, self.proposal_meta_bn)
         program_key = ("ais", static.key, proposal_static.key, self.n_temperatures, self.hmc.n_leapfrogs,
                        int(n_chains))
         build = lambda: self._program(static, proposal_static, int(n_chains), summary)
         program = PROGRAMS.get(program_key, build)
-        dtype = jnp.result_type(float)
-        return program(key_init, key_run, arrays, proposal_arrays, jnp.asarray(self.betas, dtype),
-                       jnp.asarray(self.hmc.step_size, dtype))
+        dtype = jnp.result_type(*[s.dtype for s in summary.values()], float)
+        result = program(key_init, key_run, arrays, proposal_arrays, jnp.asarray(self.betas, dtype),
+                         jnp.asarray(self.hmc.step_size, dtype))
+        _explain_non_finite(result)
+        return result
 
     def _program(self, static, proposal_static, n_chains, summary):
         n_leapfrogs = self.hmc.n_leapfrogs
@@ -145,7 +156,11 @@ class AIS:
             meta_bn, observed = dsl.rebuild_model(static, arrays)
             proposal_bn, _ = dsl.rebuild_model(proposal_static, proposal_arrays)
             model = dsl.log_joint_model(meta_bn, observed, summary)
-            log_q = unconstrained_log_joint_fn(proposal_bn, {}, model.specs)
+            proposal_log_joint = values_log_joint_fn(proposal_bn, {})
+
+            def log_q(u):   # q on the model's unconstrained space: the model's transforms and Jacobian
+                values, log_det = model.constrain(u)
+                return proposal_log_joint(values) + log_det
 
             def initial_position(k):
                 bn = proposal_bn.observe(k)
@@ -162,6 +177,33 @@ class AIS:
             return AISResult(log_marginal, log_w, stderr, acceptance)
 
         return jax.jit(program)
+
+
+def _check_supports(meta_bn, observed, proposal_meta_bn) -> None:
+    """Raises when a latent's support differs between the model and the proposal (where both are static)."""
+    model_specs, proposal_specs = latent_specs(meta_bn, observed), latent_specs(proposal_meta_bn, {})
+    for name, spec in model_specs.items():
+        theirs = proposal_specs[name].support
+        if spec.support is None or theirs is None or spec.support == theirs:
+            continue
+        raise ValueError(f"latent {name!r}: the proposal's support {theirs} differs from the model's "
+                         f"{spec.support}; proposal draws outside the model's support have zero target "
+                         "density and make the AIS estimate non-finite. Use a proposal on the same support "
+                         "(e.g. a LogNormal or the prior for a positive latent).")
+
+
+def _explain_non_finite(result: AISResult) -> None:
+    """Warns, with the count and a likely cause, when the estimate is not finite."""
+    log_weights = np.asarray(result.log_weights)
+    bad = ~np.isfinite(log_weights)
+    if not bad.any() and np.isfinite(np.asarray(result.log_marginal)):
+        return
+    estimate = float(np.asarray(result.log_marginal))
+    warnings.warn(f"AIS: the log-marginal estimate is {estimate}: {int(bad.sum())} "
+                  f"of {bad.size} chains have non-finite log weights (a NaN or -inf log-density along the "
+                  "annealing path: a proposal putting mass where the model has none, a step size so large "
+                  "that HMC leaves the support, or a model overflowing). Check result.acceptance_rate, use a "
+                  "smaller step size or a proposal closer to the posterior.", RuntimeWarning, stacklevel=3)
 
 
 def _chain(key, position, log_p, log_q, betas, step_size, n_leapfrogs):

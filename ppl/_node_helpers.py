@@ -42,6 +42,10 @@ class NodeHelpers:
     dirichlet: NodeHelper
     inverse_gamma: NodeHelper
     laplace: NodeHelper
+    student_t: NodeHelper
+    half_student_t: NodeHelper
+    half_normal: NodeHelper
+    half_cauchy: NodeHelper
     bin_concrete: NodeHelper
     exp_concrete: NodeHelper
     concrete: NodeHelper

@@ -12,7 +12,14 @@ from typing import Callable, NamedTuple
 import jax.numpy as jnp
 import numpyro.distributions as dist
 
-from ppl.numpyro_extras import Concrete, ExpConcrete, OneHotCategorical, UnnormalizedMultinomial, logits_from
+from ppl.numpyro_extras import (
+    Concrete,
+    ExpConcrete,
+    HalfStudentT,
+    OneHotCategorical,
+    UnnormalizedMultinomial,
+    logits_from,
+)
 
 __all__ = ["NodeSpec", "NODE_TABLE", "ZHUSUAN_ALIASES"]
 
@@ -130,6 +137,26 @@ def concrete(temperature, logits=None, *, probs=None):
     return Concrete(temperature, logits_from(logits, probs))
 
 
+def student_t(df, loc=0., scale=1.):
+    """Student-t with `df` degrees of freedom, location `loc` and scale `scale`."""
+    return dist.StudentT(df, loc, scale)
+
+
+def half_student_t(df, scale=1.):
+    """|X| for X ~ StudentT(df, 0, scale), on [0, inf) (see `ppl.numpyro_extras.HalfStudentT`)."""
+    return HalfStudentT(df, scale)
+
+
+def half_normal(scale=1.):
+    """|X| for X ~ Normal(0, scale), on [0, inf)."""
+    return dist.HalfNormal(scale)
+
+
+def half_cauchy(scale=1.):
+    """|X| for X ~ Cauchy(0, scale), on [0, inf)."""
+    return dist.HalfCauchy(scale)
+
+
 def multivariate_normal_cholesky(mean, cov_tril):
     """Multivariate normal with covariance `cov_tril @ cov_tril.T`; event shape `[d]`."""
     return dist.MultivariateNormal(mean, scale_tril=cov_tril)
@@ -173,6 +200,10 @@ NODE_TABLE: dict[str, NodeSpec] = {
     "bin_concrete": NodeSpec(bin_concrete, "BinConcrete"),
     "exp_concrete": NodeSpec(exp_concrete, "ExpConcrete"),
     "concrete": NodeSpec(concrete, "Concrete"),
+    "student_t": NodeSpec(student_t, "StudentT"),
+    "half_student_t": NodeSpec(half_student_t, "HalfStudentT"),
+    "half_normal": NodeSpec(half_normal, "HalfNormal"),
+    "half_cauchy": NodeSpec(half_cauchy, "HalfCauchy"),
     "multivariate_normal_cholesky": NodeSpec(multivariate_normal_cholesky, "MultivariateNormalCholesky"),
     "matrix_variate_normal_cholesky": NodeSpec(matrix_variate_normal_cholesky,
                                                "MatrixVariateNormalCholesky"),

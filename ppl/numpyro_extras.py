@@ -24,6 +24,7 @@ __all__ = [
     "ExpConcrete",
     "Concrete",
     "UnnormalizedMultinomial",
+    "HalfStudentT",
     "logits_from",
 ]
 
@@ -251,3 +252,54 @@ class UnnormalizedMultinomial(_SimplexLogitsDistribution):
     def log_prob(self, value):
         """See `numpyro.distributions.Distribution.log_prob`."""
         return jnp.sum(value * jax.nn.log_softmax(self.logits, axis=-1), axis=-1)
+
+
+class HalfStudentT(Distribution):
+    """|X| for X ~ StudentT(df, 0, scale): a heavy-tailed prior on a scale (Gelman 2006).
+
+    Density `2 t_df(x / scale) / scale` on `[0, inf)`; `df = 1` is the half-Cauchy, `df -> inf` the
+    half-normal. Sampled as the absolute value of a Student-t draw (reparameterised).
+
+    Args:
+      df: degrees of freedom, positive, broadcast with `scale`.
+      scale: the scale, positive.
+
+    Example:
+      >>> bn.stochastic("tau", HalfStudentT(3.0, 2.5))
+
+    References:
+      Gelman, `Prior distributions for variance parameters in hierarchical models
+      <https://doi.org/10.1214/06-BA117A>`_, Bayesian Analysis 2006.
+    """
+
+    arg_constraints = {"df": constraints.positive, "scale": constraints.positive}
+    support = constraints.nonnegative
+    reparametrized_params = ["df", "scale"]
+    pytree_data_fields = ("df", "scale")
+
+    def __init__(self, df=1.0, scale=1.0, *, validate_args=None):
+        batch_shape = jax.lax.broadcast_shapes(jnp.shape(df), jnp.shape(scale))
+        self.df, self.scale = (jnp.broadcast_to(v, batch_shape) for v in promote_shapes(df, scale))
+        super().__init__(batch_shape=batch_shape, validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        """See `numpyro.distributions.Distribution.sample`."""
+        shape = tuple(sample_shape) + self.batch_shape
+        return jnp.abs(jax.random.t(key, self.df, shape, jnp.result_type(self.scale, float))) * self.scale
+
+    @validate_sample
+    def log_prob(self, value):
+        """See `numpyro.distributions.Distribution.log_prob`."""
+        z = value / self.scale
+        half = 0.5 * (self.df + 1.0)
+        log_norm = (jax.scipy.special.gammaln(half) - jax.scipy.special.gammaln(0.5 * self.df)
+                    - 0.5 * jnp.log(self.df * math.pi) - jnp.log(self.scale))
+        return math.log(2.0) + log_norm - half * jnp.log1p(z * z / self.df)
+
+    @property
+    def mean(self):
+        """`2 scale sqrt(df / pi) Gamma((df+1)/2) / (Gamma(df/2) (df-1))` for df > 1, else inf."""
+        gammaln = jax.scipy.special.gammaln
+        log_ratio = gammaln(0.5 * (self.df + 1.0)) - gammaln(0.5 * self.df)
+        value = 2.0 * self.scale * jnp.sqrt(self.df / math.pi) * jnp.exp(log_ratio) / (self.df - 1.0)
+        return jnp.where(self.df > 1.0, value, jnp.inf)

@@ -5,10 +5,18 @@ Power users compose `init`, a kernel (`build_kernel`, `nuts.build_kernel`), `win
 one jitted program, compiled once per model builder, static arguments and shapes.
 """
 
-from inference.hmc import adaptation, chees, driver, integrators, metrics, nuts, window
+from inference.hmc import adaptation, chees, driver, initialization, integrators, metrics, nuts, window
 from inference.hmc.adaptation import find_reasonable_step_size, window_schedule
 from inference.hmc.base import HMCSampleInfo
 from inference.hmc.chees import ChEES, ChEESInfo, chees_adaptation
+from inference.hmc.initialization import (
+    MAX_INIT_TRIES,
+    InitStrategy,
+    init_to_median,
+    init_to_sample,
+    init_to_uniform,
+    init_to_value,
+)
 from inference.hmc.integrators import IntegratorState, leapfrog_trajectory, velocity_verlet
 from inference.hmc.kernel import HMCInfo, HMCState, build_kernel, init
 from inference.hmc.metrics import Metric, gaussian_euclidean
@@ -25,6 +33,8 @@ __all__ = [
     "HMCInfo",
     "HMCSampleInfo",
     "HMCState",
+    "InitStrategy",
+    "MAX_INIT_TRIES",
     "IntegratorState",
     "MCMCResult",
     "MCMCState",
@@ -41,6 +51,11 @@ __all__ = [
     "find_reasonable_step_size",
     "gaussian_euclidean",
     "init",
+    "init_to_median",
+    "init_to_sample",
+    "init_to_uniform",
+    "init_to_value",
+    "initialization",
     "integrators",
     "leapfrog_trajectory",
     "metrics",

@@ -11,14 +11,15 @@ traced arguments, so a second call with new data of the same shapes compiles not
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from inference.compile_cache import PROGRAMS, split_static, static_key
-from inference.deprecation import renamed_arguments
+from inference.compile_cache import PROGRAMS, rebuild, split_static, static_key
+from inference.deprecation import caller_stacklevel, renamed_arguments
 from inference.hmc import model as dsl
 from inference.hmc.driver import (
     ChainWarmup,
@@ -28,6 +29,7 @@ from inference.hmc.driver import (
     sample_chains,
     unflatten_state,
 )
+from inference.hmc.initialization import InitStrategy, init_to_uniform
 from inference.hmc.kernel import HMCState
 from inference.hmc.kernel import init as hmc_init
 from inference.mcmc_result import MCMCResult, MCMCState
@@ -120,7 +122,8 @@ class HMCFamily:
     # ------------------------------------------------------------------ the DSL entry point
     def sample(self, key: jax.Array, meta_bn, observed: dict, init: dict | None = None, n_samples: int = 1000,
                n_warmup: int | None = None, n_chains: int | None = None, thinning: int = 1,
-               progress_bar: bool = False, resume: MCMCState | None = None, **deprecated) -> MCMCResult:
+               progress_bar: bool = False, resume: MCMCState | None = None,
+               init_strategy: InitStrategy | None = None, return_nodes=None, **deprecated) -> MCMCResult:
         """Samples the latents of `meta_bn` given `observed`.
 
         Args:
@@ -129,8 +132,8 @@ class HMCFamily:
           meta_bn: a `ppl.MetaBayesianNet`; its stochastic nodes not in `observed` are the latents.
           observed: `{name: value}`.
           init: `{latent: value}` in the latent's own space, each of the latent's shape (all
-            chains start there) or with a leading `[n_chains]` axis; latents left out start
-            uniformly in [-2, 2] on the unconstrained space (NumPyro's `init_to_uniform`).
+            chains start there) or with a leading `[n_chains]` axis; latents left out start as
+            `init_strategy` says.
           n_samples: draws kept per chain (after thinning).
           n_warmup: adaptation iterations, discarded; default 1000, or 0 with `resume`.
           n_chains: number of chains; None takes it from a per-chain `init` (or `resume`), else 1.
@@ -138,48 +141,67 @@ class HMCFamily:
           progress_bar: show a tqdm bar on the host (`show_progress` is a deprecated alias).
           resume: an `MCMCState` (`result.state` of an earlier run of this model): continue from
             its positions with its tuned step size and mass matrix, without warmup.
+          init_strategy: `inference.init_to_uniform(radius=2)` (default), `init_to_median()`,
+            `init_to_sample()` or `init_to_value(values)`; each chain's start is redrawn (up to
+            `inference.hmc.initialization.MAX_INIT_TRIES` times) until the log-joint and its
+            gradient are finite.
+          return_nodes: names of the latent and deterministic nodes to return; None returns every
+            latent and every deterministic node, computed inside the compiled run.
 
         Returns:
           An `MCMCResult`; `samples, info = result` unpacks: `samples[name]` has shape
-          `[n_chains, n_samples, *latent_shape]`, in the latent's own (constrained) space; `info`
+          `[n_chains, n_samples, *node_shape]`, latents in their own (constrained) space; `info`
           is an `HMCSampleInfo`; `result.state` continues the run.
 
         Raises:
-          ValueError: an `init` value of the wrong shape (names the latent and both shapes), bad
-            sizes, `init` or `n_warmup > 0` together with `resume`; see also
-            `inference.log_joint.latent_specs`.
+          ValueError: an `init` value of the wrong shape (names the latent and both shapes) or not
+            finite (names the chain and the value); a chain without a valid start after the
+            retries (names the chain and the latents); unknown `return_nodes`; bad sizes; `init`
+            or `n_warmup > 0` together with `resume`; see also `inference.log_joint.latent_specs`.
         """
         extra = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar"},
                                   f"{self.name}.sample")
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
+        strategy, init = _resolve_strategy(init_strategy, init)
         n_warmup = self._check_run(n_samples, n_warmup, thinning, resume, init)
-        key_trace, key_init, key_run = jax.random.split(key, 3)
+        _, key_init, key_run = jax.random.split(key, 3)
         arrays, static = dsl.split_model(meta_bn, observed)
-        summary = dsl.latent_summary(meta_bn, observed, static, key_trace)
-        init = dict(init or {})
+        summary = dsl.latent_summary(meta_bn, observed, static)
+        deterministic = dsl.deterministic_summary(meta_bn, observed, static)
+        names = _return_nodes(return_nodes, summary, deterministic)
         n_chains = self._n_chains_for_sample(summary, init, n_chains, resume)
+        dsl.check_init_values(init, summary)
         # arrays in the latent's dtype, so that a new starting value (even a Python number) is traced
         init = {name: jnp.asarray(value, summary[name].dtype) for name, value in init.items()}
         init_arrays, init_static = split_static(init)
         dtype = jnp.result_type(*[s.dtype for s in summary.values()])
         sizes = (n_chains, n_samples, n_warmup, thinning, bool(progress_bar))
-        program_key = ("sample", type(self), self._config_key(), static.key, init_static.key, sizes,
-                       _resume_key(resume))
         keys = _shard_chains(jax.random.split(key_run, n_chains), n_chains)
-        args = (key_init, keys, arrays, init_arrays, jnp.asarray(self.step_size, dtype), resume)
-        n_total = n_warmup + n_samples * thinning
+        init_keys = jax.random.split(key_init, n_chains)
+        step_size = jnp.asarray(self.step_size, dtype)
 
-        def retry():   # the builder needs concrete arrays: its arguments become static (compiled per call)
-            arrays, concrete = dsl.split_model(meta_bn, observed, trace_arguments=False)
-            retry_key = (*program_key[:3], concrete.key, *program_key[4:])
-            result = self._call(retry_key, lambda: self._dsl_program(concrete, init_static, sizes, summary),
-                                (*args[:2], arrays, *args[3:]), n_total, progress_bar)
-            dsl.mark_concrete(static)
-            return result
+        def attempt(static, arrays):
+            states = resume
+            if resume is None:
+                init_key = ("init", static.key, init_static.key, strategy.key, n_chains)
+                build = lambda: self._init_program(static, init_static, strategy, summary)
+                states, is_valid, n_tries = _traced_call(init_key, build, (init_keys, arrays, init_arrays))
+                dsl.check_initial_states(states, is_valid, n_tries, strategy, meta_bn, observed)
+            program_key = ("sample", type(self), self._config_key(), static.key, sizes, names,
+                           _resume_key(resume))
+            build = lambda: self._dsl_program(static, sizes, summary, deterministic, names)
+            return self._call(program_key, build, (keys, arrays, states, step_size, resume),
+                              n_warmup + n_samples * thinning, progress_bar)
 
-        build = lambda: self._dsl_program(static, init_static, sizes, summary)
-        return self._call(program_key, build, args, n_total,
-                          progress_bar, retry=retry if static.n_argument_arrays else None)
+        try:
+            return warn_on_bad_chains(attempt(static, arrays), self.name)
+        except dsl.CONCRETE_ERRORS:   # the builder needs concrete arrays: its arguments become static
+            if not static.n_argument_arrays:
+                raise
+        arrays_concrete, concrete = dsl.split_model(meta_bn, observed, trace_arguments=False)
+        result = attempt(concrete, arrays_concrete)
+        dsl.mark_concrete(static)
+        return warn_on_bad_chains(result, self.name)
 
     def _n_chains_for_sample(self, summary, init, n_chains, resume) -> int:
         if resume is not None:
@@ -189,21 +211,23 @@ class HMCFamily:
             return n
         return _infer_n_chains(summary, init, n_chains, self.min_chains, self.name)
 
-    def _dsl_program(self, static, init_static, sizes, summary):
-        from inference.compile_cache import rebuild
-        n_chains, n_samples, n_warmup, thinning, progress = sizes
-
-        def program(key_init, keys, arrays, init_arrays, step_size, resume):
+    def _init_program(self, static, init_static, strategy, summary):
+        def program(keys, arrays, init_arrays):
             meta_bn, observed = dsl.rebuild_model(static, arrays)
             model = dsl.log_joint_model(meta_bn, observed, summary)
-            if resume is None:
-                init = rebuild(init_static, init_arrays)
-                states = jax.vmap(lambda p: hmc_init(p, model.log_joint_fn))(
-                    dsl.initial_positions(key_init, model, init, n_chains))
-            else:
+            init = rebuild(init_static, init_arrays)
+            return dsl.initial_states(keys, meta_bn, observed, model, init, strategy)
+
+        return jax.jit(program)
+
+    def _dsl_program(self, static, sizes, summary, deterministic, names):
+        def program(keys, arrays, states, step_size, resume):
+            meta_bn, observed = dsl.rebuild_model(static, arrays)
+            model = dsl.log_joint_model(meta_bn, observed, summary, deterministic)
+            if resume is not None:
                 states = HMCState(resume.position, resume.log_joint, resume.log_joint_grad)
-            return self._core(model.log_joint_fn, model.to_constrained, keys, states, step_size, resume,
-                              sizes)
+            transform = lambda position: model.nodes_fn(position, names)
+            return self._core(model.log_joint_fn, transform, keys, states, step_size, resume, sizes)
 
         return jax.jit(program)
 
@@ -243,7 +267,8 @@ class HMCFamily:
         keys = _shard_chains(jax.random.split(key, n_chains), n_chains)
         run_fn = self.build_run(log_joint_fn, n_samples, n_warmup, thinning, transform_fn, progress_bar,
                                 resume=resume)
-        return run_fn(keys, _shard_chains(positions, n_chains) if resume is None else None)
+        result = run_fn(keys, _shard_chains(positions, n_chains) if resume is None else None)
+        return warn_on_bad_chains(result, self.name)
 
     def build_run(self, log_joint_fn: Callable, n_samples: int, n_warmup: int = 0, thinning: int = 1,
                   transform_fn: Callable | None = None, progress_bar: bool = False,
@@ -304,20 +329,12 @@ class HMCFamily:
         state = unflatten_state(out.states, out.tuned, unravel, iteration + n_samples * thinning)
         return MCMCResult(out.positions, self._sample_info(out, n_chains), state)
 
-    def _call(self, program_key, build, args, n_total, progress_bar, retry=None):
-        program = PROGRAMS.get(program_key, build)
+    def _call(self, program_key, build, args, n_total, progress_bar):
         with ProgressBar(n_total, self.name, is_enabled=bool(progress_bar)) as bar:
-            try:
-                result = program(*args)
-            except dsl.CONCRETE_ERRORS:
-                PROGRAMS.discard(program_key)
-                if retry is None:
-                    raise
-            else:
-                if bar.is_enabled:
-                    jax.block_until_ready(result)
-                return result
-        return retry()
+            result = _traced_call(program_key, build, args)
+            if bar.is_enabled:
+                jax.block_until_ready(result)
+            return result
 
     # ------------------------------------------------------------------ checks
     def _check_run(self, n_samples, n_warmup, thinning, resume, init) -> int:
@@ -337,6 +354,71 @@ class HMCFamily:
                 raise ValueError(f"{self.name}: init and resume both give starting points; pass one")
         self._check_sizes(int(n_warmup))
         return int(n_warmup)
+
+
+MIN_ACCEPTANCE = 0.05      # a chain accepting less than this is stuck
+MAX_DIVERGENT_FRACTION = 0.01
+
+
+def warn_on_bad_chains(result: MCMCResult, name: str) -> MCMCResult:
+    """Warns, naming the chains, when a chain's mean acceptance is below `MIN_ACCEPTANCE` or more than
+    `MAX_DIVERGENT_FRACTION` of its transitions diverged; returns `result` unchanged."""
+    info = result.info
+    acceptance = np.asarray(info.acceptance_rate).mean(axis=-1)
+    divergent = np.asarray(info.is_divergent).mean(axis=-1)
+    stuck = np.flatnonzero(~(acceptance >= MIN_ACCEPTANCE)).tolist()    # NaN counts as stuck
+    diverging = np.flatnonzero(divergent > MAX_DIVERGENT_FRACTION).tolist()
+    if stuck:
+        rates = np.round(acceptance[stuck], 3).tolist()
+        warnings.warn(f"{name}: chain(s) {stuck} accepted less than {MIN_ACCEPTANCE:.0%} of proposals (mean "
+                      f"acceptance {rates}): they barely moved and their draws are not posterior samples. "
+                      "Check the start, the step size and the warmup.", UserWarning,
+                      stacklevel=caller_stacklevel())
+    if diverging:
+        fractions = np.round(divergent[diverging], 3).tolist()
+        warnings.warn(f"{name}: chain(s) {diverging} had divergent transitions in more than "
+                      f"{MAX_DIVERGENT_FRACTION:.0%} of draws ({fractions}): "
+                      "the posterior has regions the integrator cannot follow; estimates may be biased. "
+                      "Reparameterise, or raise target_acceptance_rate.", UserWarning,
+                      stacklevel=caller_stacklevel())
+    return result
+
+
+def _traced_call(program_key, build, args):
+    """Runs the cached program; one that failed to trace (a builder needing concrete arrays) is dropped."""
+    program = PROGRAMS.get(program_key, build)
+    try:
+        return program(*args)
+    except dsl.CONCRETE_ERRORS:
+        PROGRAMS.discard(program_key)
+        raise
+
+
+def _resolve_strategy(init_strategy, init) -> tuple[InitStrategy, dict]:
+    """`(strategy, init values)`: `init_to_value(values)` is the same as `init=values`."""
+    init = dict(init or {})
+    strategy = init_to_uniform() if init_strategy is None else init_strategy
+    if not isinstance(strategy, InitStrategy):
+        raise TypeError("init_strategy must be one of inference.init_to_uniform(), init_to_median(), "
+                        f"init_to_sample(), init_to_value(values); got {type(strategy).__name__}")
+    if strategy.kind == "value":
+        if init:
+            raise ValueError("give starting values either as init= or as init_to_value(values), not both")
+        init, strategy = dict(strategy.values or {}), init_to_uniform()
+    return strategy, init
+
+
+def _return_nodes(return_nodes, summary, deterministic) -> tuple:
+    """The node names `sample` returns (latents first), checked against the model's nodes."""
+    if return_nodes is None:
+        return (*summary, *deterministic)
+    names = (return_nodes,) if isinstance(return_nodes, str) else tuple(return_nodes)
+    unknown = sorted(set(names) - set(summary) - set(deterministic))
+    if unknown:
+        raise ValueError(f"return_nodes {unknown} are not latent or deterministic nodes of the model; "
+                         "those are "
+                         f"{list(summary)} and {list(deterministic)}")
+    return names
 
 
 def _strong(tree):

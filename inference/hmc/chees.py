@@ -287,6 +287,8 @@ class ChEES(HMCFamily):
             raise ValueError(f"ChEES: step_size must be a finite positive number, got {step_size!r}")
         if not 0.0 < target_acceptance_rate < 1.0:
             raise ValueError(f"target_acceptance_rate must be in (0, 1), got {target_acceptance_rate!r}")
+        if not (np.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"ChEES: learning_rate must be a finite positive number, got {learning_rate!r}")
         if not 0.0 < jitter_amount <= 1.0:
             raise ValueError(f"jitter_amount must be in (0, 1], got {jitter_amount!r}")
         if not (isinstance(max_leapfrogs, (int, np.integer)) and max_leapfrogs >= 1):

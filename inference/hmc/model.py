@@ -8,7 +8,9 @@
   (on traced data): the unconstrained log-joint, the maps between spaces and the latents' specs.
 - `latent_summary(...)`: the latents' names, shapes and dtypes, found once per static key outside
   jit (clear errors before any tracing; cached).
-- `initial_positions(key, model, init, n_chains)`: the initial-position step, inside the program.
+- `initial_states(keys, meta_bn, observed, model, init, strategy)`: the initial-state step (retried
+  until valid, `inference.hmc.initialization`), inside its own small program; `check_initial_states`
+  raises on the host, before sampling, when a chain found no valid start.
 """
 
 from __future__ import annotations
@@ -19,13 +21,24 @@ from typing import Any, Hashable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import ppl
 from inference.compile_cache import CompileCache, Static, rebuild, split_static, static_key
-from inference.log_joint import LogJointModel, latent_specs, make_log_joint
+from inference.hmc.initialization import MAX_INIT_TRIES, InitStrategy, initial_state
+from inference.log_joint import (
+    LatentSpec,
+    LogJointModel,
+    constrained_net,
+    deterministic_specs,
+    latent_specs,
+    make_log_joint,
+)
 
 __all__ = ["LatentSummary", "ModelStatic", "split_model", "rebuild_model", "log_joint_model",
-           "latent_summary", "initial_positions", "mark_concrete", "CONCRETE_ERRORS"]
+           "latent_summary", "deterministic_summary", "initial_states", "check_initial_states",
+           "check_init_values",
+           "mark_concrete", "CONCRETE_ERRORS"]
 
 # errors a builder raises when it needs an array argument's values (NumPy calls, Python control flow)
 CONCRETE_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
@@ -128,45 +141,118 @@ def mark_concrete(static: ModelStatic) -> None:
 
 
 def log_joint_model(meta_bn, observed: Mapping[str, Any],
-                    summary: Mapping[str, LatentSummary] | None = None) -> LogJointModel:
+                    summary: Mapping[str, LatentSummary] | None = None,
+                    deterministic: Mapping[str, Any] | None = None) -> LogJointModel:
     """The model-to-log-joint step: `inference.log_joint.make_log_joint` (replaceable).
 
     Args:
       meta_bn, observed: the model (with traced data inside the compiled program).
-      summary: the latents found outside (`latent_summary`); when given, the model is run at zeros
-        of those shapes to read the supports, so nothing is sampled inside the program.
+      summary: the latents found outside (`latent_summary`); when given, nothing is discovered (or
+        sampled) inside the program.
+      deterministic: the deterministic nodes' shapes (`deterministic_summary`).
     """
-    init = None if summary is None else {name: jnp.zeros(s.shape, s.dtype) for name, s in summary.items()}
-    return make_log_joint(meta_bn, observed, init=init)
+    if summary is None:
+        return make_log_joint(meta_bn, observed)
+    specs = {name: LatentSpec(s.shape, s.dtype, None, None, s.unconstrained_shape)
+             for name, s in summary.items()}
+    return make_log_joint(meta_bn, observed, specs=specs, deterministic=deterministic)
 
 
-def latent_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic, key=None
-                   ) -> dict[str, LatentSummary]:
-    """`{name: LatentSummary}` of the latents, discovered by running the model once (cached).
-
-    Raises:
-      See `inference.log_joint.latent_specs`.
-    """
+def _discovery(meta_bn, observed, static):
     def discover():
-        specs = latent_specs(meta_bn, observed, key=key)
-        return {name: LatentSummary(s.shape, jnp.dtype(s.dtype), s.unconstrained_shape)
-                for name, s in specs.items()}
+        specs = latent_specs(meta_bn, observed)
+        latents = {name: LatentSummary(s.shape, jnp.dtype(s.dtype), s.unconstrained_shape)
+                   for name, s in specs.items()}
+        return latents, deterministic_specs(meta_bn, observed)
 
     return _SUMMARIES.get(static.key, discover)
 
 
-def initial_positions(key, model: LogJointModel, init: Mapping[str, Any], n_chains: int) -> dict:
-    """Per-chain unconstrained starting points `{name: [n_chains, *unconstrained_shape]}`.
+def latent_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic, key=None
+                   ) -> dict[str, LatentSummary]:
+    """`{name: LatentSummary}` of the latents, found by an abstract run of the model (cached).
 
-    Latents in `init` (each of the latent's shape, or with a leading `[n_chains]` axis) start
-    there; the others uniformly in [-2, 2] on the unconstrained space (NumPyro's `init_to_uniform`).
+    Raises:
+      See `inference.log_joint.latent_specs`.
     """
-    position = {}
-    for index, (name, spec) in enumerate(model.specs.items()):
-        if name in init:
-            value = jnp.broadcast_to(jnp.asarray(init[name], spec.dtype), (n_chains, *spec.shape))
-            position[name] = jax.vmap(spec.transform.inv)(value)
-        else:
-            shape = (n_chains, *spec.unconstrained_shape)
-            position[name] = jax.random.uniform(jax.random.fold_in(key, index), shape, spec.dtype, -2.0, 2.0)
-    return position
+    return _discovery(meta_bn, observed, static)[0]
+
+
+def deterministic_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic) -> dict:
+    """`{name: jax.ShapeDtypeStruct}` of the deterministic nodes (cached with `latent_summary`)."""
+    return _discovery(meta_bn, observed, static)[1]
+
+
+def initial_states(keys, meta_bn, observed, model: LogJointModel, init: Mapping[str, Any],
+                   strategy: InitStrategy):
+    """Per-chain valid starts: `(HMCState [n_chains], is_valid [n_chains], n_tries [n_chains])`.
+
+    Args:
+      keys: `[n_chains]` keys.
+      meta_bn, observed, model: the model and its `LogJointModel`.
+      init: `{latent: value}` (constrained), each of the latent's shape or `[n_chains, *shape]`.
+      strategy: how latents not in `init` are drawn (`inference.hmc.initialization`).
+    """
+    n_chains = keys.shape[0]
+    values = {name: jnp.broadcast_to(jnp.asarray(value, model.specs[name].dtype),
+                                     (n_chains, *model.specs[name].shape)) for name, value in init.items()}
+    one = lambda key, v: initial_state(key, meta_bn, observed, model.specs, v, strategy, model.log_joint_fn)
+    return jax.vmap(one)(keys, values)
+
+
+def check_init_values(init: Mapping[str, Any], summary: Mapping[str, LatentSummary]) -> None:
+    """Raises when a user-given start holds NaN or inf, naming the latent, the chain and the value.
+
+    Raises:
+      ValueError: a non-finite `init` value.
+    """
+    for name, value in init.items():
+        array = np.asarray(value)
+        if np.all(np.isfinite(array)):
+            continue
+        per_chain = array.ndim == len(summary[name].shape) + 1
+        chains = sorted({int(i[0]) for i in np.argwhere(~np.isfinite(array))}) if per_chain else "all"
+        bad = array[~np.isfinite(array)].ravel()[:3].tolist()
+        raise ValueError(f"init[{name!r}] is not finite for chain(s) {chains}: holds {bad}; give finite "
+                         "starting values inside the latent's support")
+
+
+def check_initial_states(states, is_valid, n_tries, strategy: InitStrategy, meta_bn, observed) -> None:
+    """Raises on the host when a chain found no start with a finite log-joint and gradient.
+
+    Raises:
+      ValueError: naming the chain(s), the latents with non-finite values or gradients at the last
+        try, and the nodes whose log-density is not finite there.
+    """
+    is_valid = np.asarray(is_valid)
+    if is_valid.all():
+        return
+    chains = np.flatnonzero(~is_valid).tolist()
+    c = chains[0]
+    position = {name: np.asarray(v[c]) for name, v in states.position.items()}
+    grads = {name: np.asarray(v[c]) for name, v in states.log_joint_grad.items()}
+    latents = sorted(name for name in position
+                     if not (np.isfinite(position[name]).all() and np.isfinite(grads[name]).all()))
+    raise ValueError(
+        f"chain(s) {chains}: no starting point with a finite log-joint and gradient after "
+        f"{int(np.asarray(n_tries)[c])} tries of {strategy!r} (at most {MAX_INIT_TRIES}); at chain {c}'s "
+        "last "
+        f"try log_joint={float(np.asarray(states.log_joint)[c])}, non-finite value or gradient for latents "
+        f"{latents or 'none'}, non-finite log-density at nodes {_bad_nodes(meta_bn, observed, position)}, "
+        f"latents (unconstrained) {_preview(position)}. "
+        "Give init= values inside the support, another init_strategy, or check the model.")
+
+
+def _preview(position) -> dict:
+    """The first few entries of each latent, for messages."""
+    return {name: np.round(np.ravel(value)[:3], 4).tolist() for name, value in position.items()}
+
+
+def _bad_nodes(meta_bn, observed, position) -> list | str:
+    """The nodes whose log-density is not finite at `position` (evaluated eagerly, on the error path)."""
+    try:
+        bn, _, _ = constrained_net(meta_bn, observed, position)
+        return [name for name, node in bn.stochastic_nodes().items()
+                if not np.isfinite(np.asarray(jnp.sum(node.log_prob)))]
+    except Exception as error:   # noqa: BLE001 - a diagnosis only; the main error is raised anyway
+        return f"unknown ({type(error).__name__})"

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from inference.sgmcmc.gradients import log_joint_grad_fn
 
@@ -33,15 +34,16 @@ def check_learning_rate(learning_rate: Any) -> Any:
     """Checks a learning rate: a positive number or a callable schedule `count -> rate`.
 
     Raises:
-      ValueError: a non-positive number.
+      ValueError: a non-positive, NaN or infinite number.
       TypeError: neither a number nor a callable.
     """
     if callable(learning_rate):
         return learning_rate
     if isinstance(learning_rate, numbers.Real) or (hasattr(learning_rate, "shape") and
                                                    jnp.shape(learning_rate) == ()):
-        if isinstance(learning_rate, numbers.Real) and not float(learning_rate) > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate!r}")
+        is_concrete = not isinstance(learning_rate, jax.core.Tracer)
+        if is_concrete and not (np.isfinite(float(learning_rate)) and float(learning_rate) > 0):
+            raise ValueError(f"learning_rate must be a finite positive number, got {learning_rate!r}")
         return learning_rate
     raise TypeError(f"learning_rate must be a positive float or an optax schedule (count -> rate), got "
                     f"{type(learning_rate).__name__}")
@@ -98,7 +100,9 @@ class SGMCMC:
             log-joint function in `jax.grad`.
 
         Returns:
-          `(state, info)`: the next state (same structure) and the step's diagnostics.
+          `(state, info)`: the next state (same structure) and the step's diagnostics. When the
+          gradient holds NaN or inf the step is rejected: the state is kept (its `count` advances)
+          and `info.is_rejected` is True.
 
         Raises:
           TypeError: `log_joint_grad` is (or returns) a scalar or an array instead of a dict of
@@ -108,7 +112,11 @@ class SGMCMC:
         prepared = self._prepare(key, state)
         position = self._position_for_gradient(state, prepared)
         grads = self._evaluate(prepared, position, log_joint_grad)
-        return self._update(prepared, state, grads)
+        new_state, info = self._update(prepared, state, grads)
+        # a non-finite gradient is never written into the state: the step is rejected (count advances)
+        is_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        new_state = jax.tree.map(lambda new, old: jnp.where(is_finite, new, old), new_state, state)
+        return new_state._replace(count=state.count + 1), info._replace(is_rejected=~is_finite)
 
     def _evaluate(self, prepared, position, log_joint_grad):
         """The gradient dict at `position` (checked against it)."""

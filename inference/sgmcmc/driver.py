@@ -30,6 +30,7 @@ import functools
 import inspect
 import math
 import numbers
+import warnings
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -38,7 +39,7 @@ import numpy as np
 from jax import lax
 
 from inference.compile_cache import PROGRAMS, static_key
-from inference.deprecation import renamed_arguments
+from inference.deprecation import caller_stacklevel, renamed_arguments
 from inference.mcmc_result import MCMCResult
 
 __all__ = ["SGMCMCResult", "SGMCMCState", "sample"]
@@ -176,6 +177,7 @@ def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, record
             if not has_records:
                 return carry, None
             last_info = jax.tree.map(lambda x: x[-1], infos)
+            last_info = last_info._replace(is_rejected=jnp.sum(infos.is_rejected, axis=0))   # per block
             return carry, (jax.vmap(record_fn)(carry[0].position), last_info)
 
         return lax.scan(block, carry, None, length=records_per_call)
@@ -275,7 +277,21 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
             kept.append(jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), outputs[0]))
             infos.append(jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), outputs[1]))
     concat = lambda *xs: np.concatenate(xs, axis=1)
-    return MCMCResult(jax.tree.map(concat, *kept), jax.tree.map(concat, *infos), SGMCMCState(*carry))
+    info = jax.tree.map(concat, *infos)
+    _warn_rejected(info, type(sampler).__name__)
+    return MCMCResult(jax.tree.map(concat, *kept), info, SGMCMCState(*carry))
+
+
+def _warn_rejected(info, name: str) -> None:
+    """Warns, naming the chains, when steps were rejected for a non-finite gradient."""
+    rejected = np.sum(np.asarray(info.is_rejected), axis=-1)
+    if rejected.any():
+        chains = np.flatnonzero(rejected).tolist()
+        counts = rejected[chains].tolist()
+        warnings.warn(f"{name}: chain(s) {chains} rejected {counts} steps (kept part of the run) whose "
+                      "log-joint gradient held NaN or inf; those steps kept the previous position. "
+                      "Lower the learning rate or check the model (a latent outside its support?).",
+                      UserWarning, stacklevel=caller_stacklevel())
 
 
 def _start(sampler, init, n_chains, is_init_batched, n, resume):

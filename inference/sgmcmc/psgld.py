@@ -40,6 +40,7 @@ class PSGLDInfo(NamedTuple):
 
     learning_rate: jax.Array
     mean_preconditioner: dict
+    is_rejected: jax.Array | bool = False   # a non-finite gradient: the step was not taken
 
 
 class PSGLD(SGMCMC):

@@ -40,6 +40,7 @@ class SGHMCInfo(NamedTuple):
 
     mean_k: dict
     learning_rate: jax.Array
+    is_rejected: jax.Array | bool = False   # a non-finite gradient: the step was not taken
 
 
 def check_resample_interval(n_iter_resample_v: int | None) -> int:

@@ -29,6 +29,7 @@ class SGLDInfo(NamedTuple):
     """SGLD's diagnostics: the `learning_rate` used in the step, shape `[]`."""
 
     learning_rate: jax.Array
+    is_rejected: jax.Array | bool = False   # a non-finite gradient: the step was not taken
 
 
 class SGLD(SGMCMC):

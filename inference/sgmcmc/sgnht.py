@@ -44,6 +44,7 @@ class SGNHTInfo(NamedTuple):
     mean_k: dict
     alpha: dict
     learning_rate: jax.Array
+    is_rejected: jax.Array | bool = False   # a non-finite gradient: the step was not taken
 
 
 class SGNHT(MomentumSGMCMC):

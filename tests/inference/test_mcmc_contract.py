@@ -66,7 +66,7 @@ def run(sampler, key, x, y, **kwargs):
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_compiles_once_across_calls_with_new_data(name):
     # Three calls, each with new data arrays of the same shapes and a new sampler object of the same
-    # configuration: one program is built, and the second and third calls compile nothing at all
+    # configuration: one sampling program is built, and the second and third calls compile nothing at all
     # (no XLA backend compilation, not even of small eager ops).
     builds = PROGRAMS.n_builds
     for call in range(3):
@@ -80,7 +80,8 @@ def test_compiles_once_across_calls_with_new_data(name):
         if call > 0:
             assert _BACKEND_COMPILES == [], f"call {call} compiled {len(_BACKEND_COMPILES)} programs"
         assert np.all(np.isfinite(result.samples["w"]))
-    assert PROGRAMS.n_builds - builds == 1
+    # the sampling program, and the (sampler-independent) init program unless an earlier test built it
+    assert PROGRAMS.n_builds - builds in (1, 2)
 
 
 def _rss_bytes() -> int:

@@ -97,6 +97,12 @@ def _cases():
         ("inverse_gamma", "inverse_gamma", dict(alpha=alpha, beta=beta), pos,
          st.invgamma.logpdf(pos, alpha, scale=beta)),
         ("laplace", "laplace", dict(loc=mean, scale=std), x, st.laplace.logpdf(x, mean, std)),
+        ("student_t", "student_t", dict(df=alpha, loc=mean, scale=std), x, st.t.logpdf(x, alpha, mean, std)),
+        # a half-t is twice the t density on [0, inf)
+        ("half_student_t", "half_student_t", dict(df=alpha, scale=std), pos,
+         np.log(2.0) + st.t.logpdf(pos, alpha, scale=std)),
+        ("half_normal", "half_normal", dict(scale=std), pos, st.halfnorm.logpdf(pos, scale=std)),
+        ("half_cauchy", "half_cauchy", dict(scale=std), pos, st.halfcauchy.logpdf(pos, scale=std)),
         ("multivariate_normal_cholesky", "multivariate_normal_cholesky",
          dict(mean=mvn_mean, cov_tril=cov_tril), mvn_x,
          _per_batch(lambda v, m, t: st.multivariate_normal.logpdf(v, m, t @ t.T), mvn_x, mvn_mean, cov_tril)),
