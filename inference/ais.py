@@ -193,7 +193,10 @@ def _check_supports(meta_bn, observed, proposal_meta_bn) -> None:
 
 
 def _explain_non_finite(result: AISResult) -> None:
-    """Warns, with the count and a likely cause, when the estimate is not finite."""
+    """Warns, with the count and a likely cause, when the estimate is not finite (under a transformation
+    such as `jax.vmap` or `jax.jit` the values are abstract: nothing to check)."""
+    if isinstance(result.log_weights, jax.core.Tracer):
+        return
     log_weights = np.asarray(result.log_weights)
     bad = ~np.isfinite(log_weights)
     if not bad.any() and np.isfinite(np.asarray(result.log_marginal)):

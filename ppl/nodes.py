@@ -44,7 +44,7 @@ def normal(mean=0., *, std=None, logstd=None):
 
 
 def fold_normal(mean=0., *, std=None, logstd=None):
-    """`|X|` for X ~ Normal(mean, std): support [0, inf), density N(x) + N(-x)."""
+    """`abs(X)` for X ~ Normal(mean, std): support [0, inf), density N(x) + N(-x)."""
     return dist.FoldedDistribution(dist.Normal(mean, _scale(std, logstd)))
 
 
@@ -143,17 +143,17 @@ def student_t(df, loc=0., scale=1.):
 
 
 def half_student_t(df, scale=1.):
-    """|X| for X ~ StudentT(df, 0, scale), on [0, inf) (see `ppl.numpyro_extras.HalfStudentT`)."""
+    """`abs(X)` for X ~ StudentT(df, 0, scale), on [0, inf) (see `ppl.numpyro_extras.HalfStudentT`)."""
     return HalfStudentT(df, scale)
 
 
 def half_normal(scale=1.):
-    """|X| for X ~ Normal(0, scale), on [0, inf)."""
+    """`abs(X)` for X ~ Normal(0, scale), on [0, inf)."""
     return dist.HalfNormal(scale)
 
 
 def half_cauchy(scale=1.):
-    """|X| for X ~ Cauchy(0, scale), on [0, inf)."""
+    """`abs(X)` for X ~ Cauchy(0, scale), on [0, inf)."""
     return dist.HalfCauchy(scale)
 
 

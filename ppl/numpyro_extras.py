@@ -255,7 +255,7 @@ class UnnormalizedMultinomial(_SimplexLogitsDistribution):
 
 
 class HalfStudentT(Distribution):
-    """|X| for X ~ StudentT(df, 0, scale): a heavy-tailed prior on a scale (Gelman 2006).
+    """`abs(X)` for X ~ StudentT(df, 0, scale): a heavy-tailed prior on a scale (Gelman 2006).
 
     Density `2 t_df(x / scale) / scale` on `[0, inf)`; `df = 1` is the half-Cauchy, `df -> inf` the
     half-normal. Sampled as the absolute value of a Student-t draw (reparameterised).

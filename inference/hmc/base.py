@@ -362,8 +362,11 @@ MAX_DIVERGENT_FRACTION = 0.01
 
 def warn_on_bad_chains(result: MCMCResult, name: str) -> MCMCResult:
     """Warns, naming the chains, when a chain's mean acceptance is below `MIN_ACCEPTANCE` or more than
-    `MAX_DIVERGENT_FRACTION` of its transitions diverged; returns `result` unchanged."""
+    `MAX_DIVERGENT_FRACTION` of its transitions diverged; returns `result` unchanged (and checks
+    nothing when called under a JAX transformation, where the values are abstract)."""
     info = result.info
+    if isinstance(info.acceptance_rate, jax.core.Tracer):
+        return result
     acceptance = np.asarray(info.acceptance_rate).mean(axis=-1)
     divergent = np.asarray(info.is_divergent).mean(axis=-1)
     stuck = np.flatnonzero(~(acceptance >= MIN_ACCEPTANCE)).tolist()    # NaN counts as stuck

@@ -17,7 +17,7 @@ from models import cli
 from models.plots import save_figure
 
 ALL = sorted(models.__main__.COMMANDS)
-READS_DATA_DIR = ["bnn", "gp", "iwae", "sbn", "vae"]  # the others' data come with pip packages
+READS_DATA_DIR = ["bnn", "gp", "iwae", "sbn", "ssl_vae", "vae"]  # the others' data come with pip packages
 
 
 def _main(*argv):
@@ -83,7 +83,7 @@ def test_overwrite_and_resume_accept_a_used_out(tmp_path):
     (["blr", "--leapfrogs", "5"], "--leapfrogs is not used by --method nuts"),
     (["gaussian", "--method", "chees", "--leapfrogs", "5"], "--leapfrogs is not used by --method chees"),
     (["bnn", "--method", "sgvb", "--n-chains", "2"], "--n-chains is not used by --method sgvb"),
-    (["lda", "--epochs", "3"], "--epochs is not used by --method svi"),
+    (["lda", "--steps", "3"], "--steps is not used by --method svi"),
     (["lda", "--method", "lntm", "--steps", "3"], "--steps is not used by --method lntm"),
     (["gp", "--method", "exact", "--inducing", "5"], "--inducing is not used"),
     (["vae", "--baseline", "nvil"], "--baseline is not used by --latent gaussian"),
