@@ -24,7 +24,7 @@ from models.vae._training import PreparedRun, prepare_run
 from models.vae.plots import plot_elbo, plot_reconstructions, plot_samples
 from models.vae.variants import VariantFit
 
-__all__ = ["add_arguments", "main"]
+__all__ = ["add_arguments", "main", "prepare_from_flags"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -211,11 +211,23 @@ def _run_conv(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace, default_epochs: dict[str, int]) -> PreparedRun:
-    """The data and keys of `python -m models vae` (mnist by default with `--data-dir`)."""
+def prepare_from_flags(args: argparse.Namespace, default_epochs: dict[str, int],
+                       dataset_with_data_dir: str = "binarized_mnist") -> PreparedRun:
+    """The digits and keys of an MNIST command from its flags (`--seed`, `--data-dir`, `--dataset`,
+    `--epochs`, `--n-train`, `--n-test`), by `models.vae._training.prepare_run`.
+
+    Raises:
+      FileNotFoundError: `--data-dir` is not a directory, or a data file is missing (named).
+      ValueError: see `prepare_run`.
+    """
     return prepare_run(seed=args.seed, data_dir=cli.data_dir_from(args), dataset=args.dataset,
                        n_epochs=args.epochs, default_epochs=default_epochs, n_train=args.n_train,
-                       n_test=args.n_test, dataset_with_data_dir="mnist")
+                       n_test=args.n_test, dataset_with_data_dir=dataset_with_data_dir)
+
+
+def _prepare(args: argparse.Namespace, default_epochs: dict[str, int]) -> PreparedRun:
+    """The data and keys of `python -m models vae` (mnist by default with `--data-dir`)."""
+    return prepare_from_flags(args, default_epochs, dataset_with_data_dir="mnist")
 
 
 def _write_outputs(args: argparse.Namespace, run: PreparedRun, result: VariantFit, scores: dict,

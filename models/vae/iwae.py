@@ -33,7 +33,8 @@ from inference.deprecation import renamed_arguments
 from inference.iw_objective import iw_objective
 from models import cli
 from models.vae import model as vae
-from models.vae._training import binarizing_loss, check_training_set, prepare_run
+from models.vae._training import binarizing_loss, check_training_set
+from models.vae.cli import prepare_from_flags
 
 __all__ = ["DEFAULT_EPOCHS", "IWAEFit", "add_arguments", "fit", "loss_fn", "main"]
 
@@ -139,9 +140,7 @@ def main(args: argparse.Namespace) -> int:
     """Trains, evaluates the test log-likelihood, writes `metrics.json` and PNGs to `--out`."""
     start = time.perf_counter()
     out = cli.output_dir(args)
-    run = prepare_run(seed=args.seed, data_dir=cli.data_dir_from(args), dataset=args.dataset,
-                      n_epochs=args.epochs, default_epochs=DEFAULT_EPOCHS, n_train=args.n_train,
-                      n_test=args.n_test)
+    run = prepare_from_flags(args, DEFAULT_EPOCHS)
     dataset, epochs, x_train, x_test, is_binarized = run[:5]
     key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
     result = fit(key_fit, x_train, n_particles=args.n_particles, n_epochs=epochs, batch_size=args.batch_size,

@@ -43,7 +43,8 @@ from inference.klpq import klpq
 from models import cli
 from models.vae import model as vae
 from models.vae import variants as vae_variants
-from models.vae._training import binarizing_loss, check_training_set, prepare_run
+from models.vae._training import binarizing_loss, check_training_set
+from models.vae.cli import prepare_from_flags
 
 __all__ = ["DEFAULT_EPOCHS", "SBNFit", "add_arguments", "build_gen", "build_q_net", "evaluate", "fit",
            "init_params", "loss_fn", "main"]
@@ -222,9 +223,7 @@ def main(args: argparse.Namespace) -> int:
     """Trains, evaluates, writes `metrics.json`, `samples.png` and `cost.png` to `--out`."""
     start = time.perf_counter()
     out = cli.output_dir(args)
-    run = prepare_run(seed=args.seed, data_dir=cli.data_dir_from(args), dataset=args.dataset,
-                      n_epochs=args.epochs, default_epochs=DEFAULT_EPOCHS, n_train=args.n_train,
-                      n_test=args.n_test)
+    run = prepare_from_flags(args, DEFAULT_EPOCHS)
     dataset, epochs, x_train, x_test, is_binarized = run[:5]
     key_fit, key_eval, key_plot = run.keys["fit"], run.keys["eval"], run.keys["plot"]
     result = fit(key_fit, x_train, method=args.method, n_particles=args.n_particles, n_epochs=epochs,
