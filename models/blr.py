@@ -38,8 +38,12 @@ __all__ = ["METHODS", "build_blr", "load_breast_cancer", "make_sampler", "fit", 
 METHODS = ("nuts", "hmc", "chees")
 
 
-def build_blr(x, alpha=1.0) -> ppl.MetaBayesianNet:
+def build_blr(x, alpha=1.0, x_test=None) -> ppl.MetaBayesianNet:
     """w ~ N(0, alpha^2) of shape `[d]`; y ~ Bernoulli(logits = x @ w) of shape `[n]`.
+
+    With `x_test`, the model also has a deterministic node "test_probs" = sigmoid(x_test @ w),
+    shape `[m]`: the predictive probability of y = 1 at each held-out input, which `sample`
+    returns with the draws (`[n_chains, n_samples, m]`), computed inside the compiled run.
 
     The features are copied once, here, into feature-major order (`x.T`, shape `[d, n]`, each
     feature contiguous) and the logits computed as `w @ x.T`. On CPU, XLA's matrix-vector products
@@ -50,29 +54,49 @@ def build_blr(x, alpha=1.0) -> ppl.MetaBayesianNet:
     Args:
       x: features `[n, d]` (include a column of ones for an intercept).
       alpha: prior standard deviation of each weight.
+      x_test: optional held-out features `[m, d]`.
 
     Returns:
-      A `ppl.MetaBayesianNet` with latent "w" `[d]` and observable "y" `[n]`.
+      A `ppl.MetaBayesianNet` with latent "w" `[d]`, observable "y" `[n]` and, with `x_test`,
+      deterministic "test_probs" `[m]`.
 
     Raises:
-      ValueError: `x` is not 2-D.
+      ValueError: `x` is not 2-D, or `x_test` is not `[m, d]` with x's d.
     """
     if jnp.ndim(x) != 2:
         raise ValueError(f"build_blr: x must have shape [n, d], got {jnp.shape(x)}")
-    return _blr_feature_major(jnp.transpose(jnp.asarray(x)), alpha)
+    if x_test is None:
+        return _blr_feature_major(jnp.transpose(jnp.asarray(x)), alpha)
+    if jnp.ndim(x_test) != 2 or jnp.shape(x_test)[1] != jnp.shape(x)[1]:
+        raise ValueError(f"build_blr: x_test must have shape [m, {jnp.shape(x)[1]}] like x {jnp.shape(x)}, "
+                         f"got {jnp.shape(x_test)}")
+    return _blr_with_test(jnp.transpose(jnp.asarray(x)), alpha, jnp.transpose(jnp.asarray(x_test)))
+
+
+def _blr(x_t, alpha) -> tuple[ppl.BayesianNet, jax.Array]:
+    bn = ppl.BayesianNet()
+    w = bn.normal("w", jnp.zeros(x_t.shape[0]), std=alpha, group_ndims=1)
+    bn.bernoulli("y", logits=w @ x_t, group_ndims=1)
+    return bn, w
 
 
 @ppl.meta_bayesian_net
 def _blr_feature_major(x_t, alpha):
     """The BLR model on features `x_t` of shape `[d, n]`."""
-    bn = ppl.BayesianNet()
-    w = bn.normal("w", jnp.zeros(x_t.shape[0]), std=alpha, group_ndims=1)
-    bn.bernoulli("y", logits=w @ x_t, group_ndims=1)
+    return _blr(x_t, alpha)[0]
+
+
+@ppl.meta_bayesian_net
+def _blr_with_test(x_t, alpha, x_test_t):
+    """The BLR model plus "test_probs" = sigmoid(w @ x_test_t) for held-out features `[d, m]`."""
+    bn, w = _blr(x_t, alpha)
+    bn.deterministic("test_probs", jax.nn.sigmoid(w @ x_test_t))
     return bn
 
 
 class FitResult(NamedTuple):
-    """Samples `{"w": [n_chains, n_samples, d]}`, the `HMCSampleInfo`, compile and sampling seconds."""
+    """Samples `{"w": [n_chains, n_samples, d]}` (and `"test_probs": [n_chains, n_samples, m]` when
+    `fit` was given `x_test`), the `HMCSampleInfo`, compile and sampling seconds."""
 
     samples: dict
     info: HMCSampleInfo
@@ -96,7 +120,7 @@ def make_sampler(method: str = "nuts", n_leapfrogs: int = 10, step_size: float =
 
 
 def fit(key, x, y, alpha=1.0, n_chains=4, n_samples=1000, n_warmup=1000, n_leapfrogs=10,
-        step_size=0.05, method: str = "nuts") -> FitResult:
+        step_size=0.05, method: str = "nuts", x_test=None) -> FitResult:
     """Samples the BLR posterior; times compilation and sampling separately.
 
     `sample` is called twice with the same shapes, as a user re-running it would: the first call
@@ -111,12 +135,14 @@ def fit(key, x, y, alpha=1.0, n_chains=4, n_samples=1000, n_warmup=1000, n_leapf
       n_leapfrogs: HMC only.
       step_size: the starting step size (adapted).
       method: "nuts" (default), "hmc" or "chees".
+      x_test: optional held-out features `[m, d]`; the samples then include the deterministic
+        node "test_probs" (see `build_blr`).
 
     Returns:
       A `FitResult` of the second call.
     """
     sampler = make_sampler(method, n_leapfrogs, step_size)
-    model, observed = build_blr(jnp.asarray(x), alpha), {"y": jnp.asarray(y)}
+    model, observed = build_blr(jnp.asarray(x), alpha, x_test), {"y": jnp.asarray(y)}
     key_init, key_first, key_run = jax.random.split(key, 3)
     init = {"w": 0.1 * jax.random.normal(key_init, (n_chains, x.shape[1]))}
     run = lambda k: jax.block_until_ready(sampler.sample(k, model, observed, init, n_samples=n_samples,
@@ -130,14 +156,14 @@ def fit(key, x, y, alpha=1.0, n_chains=4, n_samples=1000, n_warmup=1000, n_leapf
     return FitResult(samples, info, max(first_seconds - seconds, 0.0), seconds)
 
 
-def accuracy(w_samples, x, y) -> float:
+def accuracy(test_probs, y) -> float:
     """Test accuracy of the posterior predictive mean p(y = 1 | x) > 1/2.
 
     Args:
-      w_samples: `[n_chains, n_samples, d]`; x: `[m, d]`; y: `[m]` in {0, 1}.
+      test_probs: `[n_chains, n_samples, m]`, the "test_probs" node of each draw (`build_blr`'s
+        `x_test`); y: `[m]` in {0, 1}.
     """
-    w = np.asarray(w_samples).reshape(-1, np.shape(w_samples)[-1])
-    probs = np.mean(1.0 / (1.0 + np.exp(-(np.asarray(x) @ w.T))), axis=1)
+    probs = np.mean(np.asarray(test_probs), axis=(0, 1))
     return float(np.mean((probs > 0.5) == (np.asarray(y) > 0.5)))
 
 
@@ -164,11 +190,11 @@ def main(args: argparse.Namespace) -> int:
     out = cli.output_dir(args)
     x_train, y_train, x_test, y_test = load_breast_cancer(args.seed)
     result = fit(jax.random.key(args.seed), x_train, y_train, args.alpha, args.chains, args.samples,
-                 args.warmup, args.leapfrogs, method=args.method)
+                 args.warmup, args.leapfrogs, method=args.method, x_test=x_test)
     w = np.asarray(result.samples["w"])
     ess, r_hat = effective_sample_size(w), rhat(w)
     metrics = {
-        "accuracy": accuracy(w, x_test, y_test),
+        "accuracy": accuracy(result.samples["test_probs"], y_test),
         "posterior_mean": w.mean((0, 1)), "posterior_sd": w.std((0, 1)),
         "ess": ess, "min_ess": float(ess.min()), "max_r_hat": float(r_hat.max()), "r_hat": r_hat,
         "ess_per_second": float(ess.min() / result.sample_seconds),

@@ -7,8 +7,10 @@ the observed (user, item) pairs enter the likelihood (factors gathered by index;
 matrix is never formed). Parallel HMC chains with step-size and diagonal mass adaptation, started
 from a short MAP fit (Adam, optax) plus a small jitter per chain; the posterior predictive mean of
 held-out ratings is accumulated from the kept draws (only the test predictions are stored, not
-U and V). Writes `metrics.json` (test RMSE of HMC, MAP and baselines, acceptance, divergences,
-step size, ESS / R-hat of test predictions), trace plots and a predicted-vs-true plot.
+U and V: they are the model's deterministic node "r_test", returned by `sample` with
+`return_nodes="r_test"`). Writes `metrics.json` (test RMSE of HMC, MAP and baselines,
+acceptance, divergences, step size, ESS / R-hat of test predictions), trace plots and a
+predicted-vs-true plot.
 
 ZhuSuan's example (examples/probabilistic_matrix_factorization/logistic_pmf_hmc.py) uses
 MovieLens-1M, D = 30, prior std 1, a sigmoid link on ratings scaled to [0, 1] with noise std
@@ -54,8 +56,13 @@ __all__ = ["Ratings", "build_pmf", "load_movielens", "split_ratings", "map_fit",
 RATING_RANGE = (0.5, 5.0)
 
 
-def build_pmf(user, item, n_users, n_items, rank, prior_std=1.0, noise_std=1.0, offset=0.0):
+def build_pmf(user, item, n_users, n_items, rank, prior_std=1.0, noise_std=1.0, offset=0.0, test_user=None,
+              test_item=None):
     """The PMF model over observed (user, item) pairs.
+
+    With `test_user` and `test_item`, the model also has a deterministic node "r_test" `[m]`, the
+    predicted (mean) rating `<U[u], V[i]> + offset` of each held-out pair, which `sample` returns
+    with the draws (pass `return_nodes="r_test"` to keep only it, not U and V).
 
     Args:
       user, item: `[n]` int indices of the observed ratings (users in [0, n_users), items in [0, n_items)).
@@ -63,30 +70,52 @@ def build_pmf(user, item, n_users, n_items, rank, prior_std=1.0, noise_std=1.0, 
       prior_std: prior standard deviation of each factor entry.
       noise_std: rating noise standard deviation (stars).
       offset: added to every predicted rating (the training mean).
+      test_user, test_item: optional `[m]` int indices of held-out pairs (both or neither).
 
     Returns:
-      A `ppl.MetaBayesianNet` with latents "u" `[n_users, rank]`, "v" `[n_items, rank]` and
-      observable "r" `[n]`.
+      A `ppl.MetaBayesianNet` with latents "u" `[n_users, rank]`, "v" `[n_items, rank]`,
+      observable "r" `[n]` and, with the test pairs, deterministic "r_test" `[m]`.
 
     Raises:
-      ValueError: `user`/`item` are not 1-D of one length, sizes or scales are not positive.
+      ValueError: `user`/`item` (or `test_user`/`test_item`) are not 1-D of one length, sizes or
+        scales are not positive.
     """
     user, item = jnp.asarray(user, jnp.int32), jnp.asarray(item, jnp.int32)
     if user.ndim != 1 or user.shape != item.shape:
         raise ValueError(f"build_pmf: user and item must be 1-D of one length, got {user.shape}, "
                          f"{item.shape}")
+    if (test_user is None) != (test_item is None):
+        raise ValueError("build_pmf: give test_user and test_item together, or neither")
     if min(n_users, n_items, rank) < 1 or not (prior_std > 0 and noise_std > 0):
         raise ValueError(f"build_pmf: need n_users, n_items, rank >= 1 and positive stds; got {n_users}, "
                          f"{n_items}, {rank}, prior_std={prior_std}, noise_std={noise_std}")
-    return _pmf(user, item, int(n_users), int(n_items), int(rank), prior_std, noise_std, offset)
+    sizes = (int(n_users), int(n_items), int(rank), prior_std, noise_std, offset)
+    if test_user is None:
+        return _pmf(user, item, *sizes)
+    test_user, test_item = jnp.asarray(test_user, jnp.int32), jnp.asarray(test_item, jnp.int32)
+    if test_user.ndim != 1 or test_user.shape != test_item.shape:
+        raise ValueError(f"build_pmf: test_user and test_item must be 1-D of one length, got "
+                         f"{test_user.shape}, {test_item.shape}")
+    return _pmf_with_test(user, item, *sizes, test_user, test_item)
 
 
-@ppl.meta_bayesian_net
-def _pmf(user, item, n_users, n_items, rank, prior_std, noise_std, offset):
+def _pmf_net(user, item, n_users, n_items, rank, prior_std, noise_std, offset):
     bn = ppl.BayesianNet()
     u = bn.normal("u", jnp.zeros((n_users, rank)), std=prior_std, group_ndims=1)
     v = bn.normal("v", jnp.zeros((n_items, rank)), std=prior_std, group_ndims=1)
     bn.normal("r", _predict(u, v, user, item, offset), std=noise_std, group_ndims=1)
+    return bn, u, v
+
+
+@ppl.meta_bayesian_net
+def _pmf(user, item, n_users, n_items, rank, prior_std, noise_std, offset):
+    return _pmf_net(user, item, n_users, n_items, rank, prior_std, noise_std, offset)[0]
+
+
+@ppl.meta_bayesian_net
+def _pmf_with_test(user, item, n_users, n_items, rank, prior_std, noise_std, offset, test_user, test_item):
+    bn, u, v = _pmf_net(user, item, n_users, n_items, rank, prior_std, noise_std, offset)
+    bn.deterministic("r_test", _predict(u, v, test_user, test_item, offset))
     return bn
 
 
@@ -167,8 +196,10 @@ def fit(key, train: Ratings, test: Ratings, rank=10, prior_std=1.0, noise_std=1.
       ValueError: see `build_pmf`.
     """
     offset = float(np.mean(train.rating))
-    model = make_log_joint(build_pmf(train.user, train.item, train.n_users, train.n_items, rank, prior_std,
-                                     noise_std, offset), {"r": jnp.asarray(train.rating)})
+    meta_bn = build_pmf(train.user, train.item, train.n_users, train.n_items, rank, prior_std, noise_std,
+                        offset, test.user, test.item)
+    observed = {"r": jnp.asarray(train.rating)}
+    model = make_log_joint(meta_bn, observed)
     shapes = {"u": (train.n_users, rank), "v": (train.n_items, rank)}
     key_map, key_jitter, key_run = jax.random.split(key, 3)
     start = time.perf_counter()
@@ -177,17 +208,15 @@ def fit(key, train: Ratings, test: Ratings, rank=10, prior_std=1.0, noise_std=1.
     keys = jax.random.split(key_jitter, len(shapes))
     init = {name: map_params[name] + jitter * jax.random.normal(k, (n_chains, *shapes[name]))
             for k, name in zip(keys, shapes, strict=True)}
-    test_user, test_item = jnp.asarray(test.user), jnp.asarray(test.item)
-
-    def predict(position):
-        return _predict(position["u"], position["v"], test_user, test_item, offset)
-
     hmc = HMC(step_size=0.01, n_leapfrogs=n_leapfrogs, adapt_step_size=True, adapt_mass=True)
     start = time.perf_counter()
-    predictions, info = jax.block_until_ready(hmc.run(key_run, model.log_joint_fn, init, n_samples, n_warmup,
-                                                      progress_bar=progress_bar, transform_fn=predict))
-    return FitResult(predictions, info, {**map_params, "predict_test": predict(map_params)}, map_seconds,
-                     time.perf_counter() - start)
+    samples, info = jax.block_until_ready(hmc.sample(key_run, meta_bn, observed, init, n_samples=n_samples,
+                                                     n_warmup=n_warmup, progress_bar=progress_bar,
+                                                     return_nodes="r_test"))
+    seconds = time.perf_counter() - start
+    test_user, test_item = jnp.asarray(test.user), jnp.asarray(test.item)
+    map_test = _predict(map_params["u"], map_params["v"], test_user, test_item, offset)
+    return FitResult(samples["r_test"], info, {**map_params, "predict_test": map_test}, map_seconds, seconds)
 
 
 def _user_item_baseline(train: Ratings, test: Ratings, shrinkage=5.0) -> np.ndarray:
