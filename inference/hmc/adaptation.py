@@ -21,12 +21,14 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike, DTypeLike
 
 from inference.hmc.kernel import HMCState, energy_change
 
@@ -49,7 +51,7 @@ class DualAveragingState(NamedTuple):
     mu: jax.Array
 
 
-def dual_averaging_init(step_size, dtype=None) -> DualAveragingState:
+def dual_averaging_init(step_size: ArrayLike, dtype: DTypeLike | None = None) -> DualAveragingState:
     """Starts dual averaging at `step_size` with mu = log(10 * step_size).
 
     Args:
@@ -64,8 +66,9 @@ def dual_averaging_init(step_size, dtype=None) -> DualAveragingState:
     return DualAveragingState(log_step_size, zero, jnp.zeros((), jnp.int32), zero, mu)
 
 
-def dual_averaging_update(state: DualAveragingState, acceptance_rate, target_acceptance_rate=0.8,
-                          gamma=0.05, t0=100.0, kappa=0.75) -> DualAveragingState:
+def dual_averaging_update(state: DualAveragingState, acceptance_rate: ArrayLike,
+                          target_acceptance_rate: float = 0.8, gamma: float = 0.05, t0: float = 100.0,
+                          kappa: float = 0.75) -> DualAveragingState:
     """One dual-averaging step after observing a transition's `acceptance_rate` (shape `[]`).
 
     .. math::
@@ -97,7 +100,7 @@ class WelfordState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]  # the field shadows tuple.count (as in optax states)
 
 
-def welford_init(dim: int, is_dense: bool = False, dtype=jnp.float32) -> WelfordState:
+def welford_init(dim: int, is_dense: bool = False, dtype: DTypeLike = jnp.float32) -> WelfordState:
     """Empty Welford running-moment state for `dim`-dimensional (flattened) positions: mean `[dim]`,
     sum of squared deviations `[dim]` (or `[dim, dim]` when `is_dense`), and the count."""
     m2 = jnp.zeros((dim, dim) if is_dense else (dim,), dtype)
@@ -151,13 +154,13 @@ class EMAState(NamedTuple):
     weight: jax.Array
 
 
-def ema_init(dim: int, dtype=jnp.float32) -> EMAState:
+def ema_init(dim: int, dtype: DTypeLike = jnp.float32) -> EMAState:
     """Empty exponentially weighted moment state for `dim`-dimensional positions (ZhuSuan's mass
     adaptation): mean `[dim]`, variance `[dim]` and the bias-correction weight `[]`."""
     return EMAState(jnp.zeros((dim,), dtype), jnp.zeros((dim,), dtype), jnp.zeros((), dtype))
 
 
-def ema_update(state: EMAState, x: jax.Array, decay=0.99) -> EMAState:
+def ema_update(state: EMAState, x: jax.Array, decay: float = 0.99) -> EMAState:
     """ZhuSuan's moving variance: mean <- d mean + (1-d) x; var <- d var + (1-d)(x - mean_old)^2 d."""
     delta = x - state.mean
     mean = state.mean + (1.0 - decay) * delta
@@ -201,8 +204,9 @@ def window_schedule(n_warmup: int, initial_buffer: int = 75, final_buffer: int =
     return is_collecting, is_window_end
 
 
-def find_reasonable_step_size(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matrix,
-                              target_acceptance: float = 0.5, max_iterations: int = 100):
+def find_reasonable_step_size(key: jax.Array, state: HMCState, log_joint_fn: Callable, step_size: ArrayLike,
+                              inverse_mass_matrix: ArrayLike, target_acceptance: float = 0.5,
+                              max_iterations: int = 100) -> jax.Array:
     """Doubles or halves `step_size` until a one-leapfrog proposal's acceptance crosses 1/2.
 
     Args:

@@ -11,16 +11,29 @@ traced arguments, so a second call with new data of the same shapes compiles not
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+import ppl
 from inference.compile_cache import PROGRAMS, rebuild, split_static, static_key
-from inference.deprecation import caller_stacklevel, renamed_arguments
+from inference.deprecation import renamed_arguments
 from inference.hmc import model as dsl
+from inference.hmc.checks import (
+    MAX_DIVERGENT_FRACTION,
+    MIN_ACCEPTANCE,
+    abstract_tree,
+    check_chain_axis,
+    infer_n_chains,
+    resolve_strategy,
+    resume_key,
+    return_node_names,
+    strong,
+    warn_on_bad_chains,
+)
 from inference.hmc.driver import (
     ChainWarmup,
     LoopOutput,
@@ -29,13 +42,14 @@ from inference.hmc.driver import (
     sample_chains,
     unflatten_state,
 )
-from inference.hmc.initialization import InitStrategy, init_to_uniform
+from inference.hmc.initialization import InitStrategy
 from inference.hmc.kernel import HMCState
 from inference.hmc.kernel import init as hmc_init
+from inference.hmc.sharding import check_chain_mesh, shard_chains
 from inference.mcmc_result import MCMCResult, MCMCState
 from inference.progress import ProgressBar
 
-__all__ = ["HMCFamily", "HMCSampleInfo"]
+__all__ = ["MAX_DIVERGENT_FRACTION", "MIN_ACCEPTANCE", "HMCFamily", "HMCSampleInfo", "warn_on_bad_chains"]
 
 
 class HMCSampleInfo(NamedTuple):
@@ -120,10 +134,12 @@ class HMCFamily:
                              infos.get("n_leapfrogs"), infos.get("tree_depth"))
 
     # ------------------------------------------------------------------ the DSL entry point
-    def sample(self, key: jax.Array, meta_bn, observed: dict, init: dict | None = None, n_samples: int = 1000,
+    def sample(self, key: jax.Array, meta_bn: ppl.MetaBayesianNet, observed: dict, init: dict | None = None,
+               n_samples: int = 1000,
                n_warmup: int | None = None, n_chains: int | None = None, thinning: int = 1,
                progress_bar: bool = False, resume: MCMCState | None = None,
-               init_strategy: InitStrategy | None = None, return_nodes=None, **deprecated) -> MCMCResult:
+               init_strategy: InitStrategy | None = None, return_nodes: str | Iterable[str] | None = None,
+               mesh: jax.sharding.Mesh | None = None, **deprecated: Any) -> MCMCResult:
         """Samples the latents of `meta_bn` given `observed`.
 
         Args:
@@ -147,6 +163,10 @@ class HMCFamily:
             gradient are finite.
           return_nodes: names of the latent and deterministic nodes to return; None returns every
             latent and every deterministic node, computed inside the compiled run.
+          mesh: a `jax.sharding.Mesh` with a "chains" axis: the chains are split across its devices
+            (n_chains must be a multiple of the axis' size; other axes replicate them). The draws
+            equal a one-device run's up to float round-off. None: with several devices that divide
+            n_chains, all of them; else the default device.
 
         Returns:
           An `MCMCResult`; `samples, info = result` unpacks: `samples[name]` has shape
@@ -157,27 +177,36 @@ class HMCFamily:
           ValueError: an `init` value of the wrong shape (names the latent and both shapes) or not
             finite (names the chain and the value); a chain without a valid start after the
             retries (names the chain and the latents); unknown `return_nodes`; bad sizes; `init`
-            or `n_warmup > 0` together with `resume`; see also `inference.log_joint.latent_specs`.
+            or `n_warmup > 0` together with `resume`; a `mesh` without a "chains" axis or whose
+            size does not divide n_chains (names both sizes); see also
+            `inference.log_joint.latent_specs`.
+
+        Example:
+          >>> mesh = jax.make_mesh((jax.device_count(),), ("chains",))
+          >>> samples, info = NUTS().sample(key, model, {"y": y}, n_chains=8, mesh=mesh)
         """
         extra = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar"},
                                   f"{self.name}.sample")
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
-        strategy, init = _resolve_strategy(init_strategy, init)
+        strategy, init = resolve_strategy(init_strategy, init)
         n_warmup = self._check_run(n_samples, n_warmup, thinning, resume, init)
         _, key_init, key_run = jax.random.split(key, 3)
         arrays, static = dsl.split_model(meta_bn, observed)
         summary = dsl.latent_summary(meta_bn, observed, static)
         deterministic = dsl.deterministic_summary(meta_bn, observed, static)
-        names = _return_nodes(return_nodes, summary, deterministic)
+        names = return_node_names(return_nodes, summary, deterministic)
         n_chains = self._n_chains_for_sample(summary, init, n_chains, resume)
+        if mesh is not None:
+            check_chain_mesh(mesh, n_chains, self.name)
         dsl.check_init_values(init, summary)
         # arrays in the latent's dtype, so that a new starting value (even a Python number) is traced
         init = {name: jnp.asarray(value, summary[name].dtype) for name, value in init.items()}
         init_arrays, init_static = split_static(init)
         dtype = jnp.result_type(*[s.dtype for s in summary.values()])
         sizes = (n_chains, n_samples, n_warmup, thinning, bool(progress_bar))
-        keys = _shard_chains(jax.random.split(key_run, n_chains), n_chains)
-        init_keys = jax.random.split(key_init, n_chains)
+        keys = shard_chains(jax.random.split(key_run, n_chains), n_chains, mesh)
+        init_keys = shard_chains(jax.random.split(key_init, n_chains), n_chains, mesh)
+        resume = shard_chains(resume, n_chains, mesh) if resume is not None else None
         step_size = jnp.asarray(self.step_size, dtype)
 
         def attempt(static, arrays):
@@ -188,7 +217,7 @@ class HMCFamily:
                 states, is_valid, n_tries = _traced_call(init_key, build, (init_keys, arrays, init_arrays))
                 dsl.check_initial_states(states, is_valid, n_tries, strategy, meta_bn, observed)
             program_key = ("sample", type(self), self._config_key(), static.key, sizes, names,
-                           _resume_key(resume))
+                           resume_key(resume))
             build = lambda: self._dsl_program(static, sizes, summary, deterministic, names)
             return self._call(program_key, build, (keys, arrays, states, step_size, resume),
                               n_warmup + n_samples * thinning, progress_bar)
@@ -209,7 +238,7 @@ class HMCFamily:
             if n_chains not in (None, n):
                 raise ValueError(f"resume holds {n} chains but n_chains={n_chains}")
             return n
-        return _infer_n_chains(summary, init, n_chains, self.min_chains, self.name)
+        return infer_n_chains(summary, init, n_chains, self.min_chains, self.name)
 
     def _init_program(self, static, init_static, strategy, summary):
         def program(keys, arrays, init_arrays):
@@ -235,7 +264,7 @@ class HMCFamily:
     def run(self, key: jax.Array, log_joint_fn: Callable, init_position: Any, n_samples: int,
             n_warmup: int | None = None, thinning: int = 1, progress_bar: bool = False,
             transform_fn: Callable | None = None, resume: MCMCState | None = None,
-            **deprecated) -> MCMCResult:
+            mesh: jax.sharding.Mesh | None = None, **deprecated: Any) -> MCMCResult:
         """Samples `log_joint_fn` from per-chain starting points (no DSL needed).
 
         Args:
@@ -247,27 +276,31 @@ class HMCFamily:
           n_samples, n_warmup, thinning, progress_bar, resume: see `sample` (`n_warmup` defaults to
             0 here).
           transform_fn: optional map applied to each kept position (e.g. to a constrained space).
+          mesh: a `jax.sharding.Mesh` with a "chains" axis to split the chains across; see `sample`.
 
         Returns:
           An `MCMCResult`: `samples` is `init_position`'s structure (or `transform_fn`'s output)
           with leaves of shape `[n_chains, n_samples, ...]`; `info` an `HMCSampleInfo`.
 
         Raises:
-          ValueError: leaves without a common leading chain axis, or bad sizes.
+          ValueError: leaves without a common leading chain axis, bad sizes, or a `mesh` without a
+            "chains" axis or whose size does not divide n_chains (names both sizes).
         """
         extra = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar"},
                                   f"{self.name}.run")
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
         n_warmup = 0 if n_warmup is None and resume is None else n_warmup
         n_warmup = self._check_run(n_samples, n_warmup, thinning, resume, None)
-        positions = resume.position if resume is not None else _strong(init_position)
-        n_chains = _check_chain_axis(positions)
+        positions = resume.position if resume is not None else strong(init_position)
+        n_chains = check_chain_axis(positions)
         if n_chains < self.min_chains:
             raise ValueError(f"{self.name} needs at least {self.min_chains} chains, got {n_chains}")
-        keys = _shard_chains(jax.random.split(key, n_chains), n_chains)
+        if mesh is not None:
+            check_chain_mesh(mesh, n_chains, self.name)
+        keys = shard_chains(jax.random.split(key, n_chains), n_chains, mesh)
         run_fn = self.build_run(log_joint_fn, n_samples, n_warmup, thinning, transform_fn, progress_bar,
                                 resume=resume)
-        result = run_fn(keys, _shard_chains(positions, n_chains) if resume is None else None)
+        result = run_fn(keys, shard_chains(positions, n_chains, mesh) if resume is None else None)
         return warn_on_bad_chains(result, self.name)
 
     def build_run(self, log_joint_fn: Callable, n_samples: int, n_warmup: int = 0, thinning: int = 1,
@@ -286,11 +319,11 @@ class HMCFamily:
 
         def run_fn(keys, init_position):
             positions = resume.position if resume is not None else init_position
-            n_chains = _check_chain_axis(positions)
+            n_chains = check_chain_axis(positions)
             dtype = jnp.result_type(*jax.tree_util.tree_leaves(positions))
             sizes = (n_chains, *sizes_base)
             program_key = ("run", type(self), self._config_key(), static_key(log_joint_fn),
-                           static_key(transform_fn), sizes, _abstract(positions), _resume_key(resume))
+                           static_key(transform_fn), sizes, abstract_tree(positions), resume_key(resume))
             build = lambda: self._run_program(log_joint_fn, transform_fn, sizes)
             args = (keys, init_position, jnp.asarray(self.step_size, dtype), resume)
             return self._call(program_key, build, args, n_warmup + n_samples * thinning, progress_bar)
@@ -356,37 +389,6 @@ class HMCFamily:
         return int(n_warmup)
 
 
-MIN_ACCEPTANCE = 0.05      # a chain accepting less than this is stuck
-MAX_DIVERGENT_FRACTION = 0.01
-
-
-def warn_on_bad_chains(result: MCMCResult, name: str) -> MCMCResult:
-    """Warns, naming the chains, when a chain's mean acceptance is below `MIN_ACCEPTANCE` or more than
-    `MAX_DIVERGENT_FRACTION` of its transitions diverged; returns `result` unchanged (and checks
-    nothing when called under a JAX transformation, where the values are abstract)."""
-    info = result.info
-    if isinstance(info.acceptance_rate, jax.core.Tracer):
-        return result
-    acceptance = np.asarray(info.acceptance_rate).mean(axis=-1)
-    divergent = np.asarray(info.is_divergent).mean(axis=-1)
-    stuck = np.flatnonzero(~(acceptance >= MIN_ACCEPTANCE)).tolist()    # NaN counts as stuck
-    diverging = np.flatnonzero(divergent > MAX_DIVERGENT_FRACTION).tolist()
-    if stuck:
-        rates = np.round(acceptance[stuck], 3).tolist()
-        warnings.warn(f"{name}: chain(s) {stuck} accepted less than {MIN_ACCEPTANCE:.0%} of proposals (mean "
-                      f"acceptance {rates}): they barely moved and their draws are not posterior samples. "
-                      "Check the start, the step size and the warmup.", UserWarning,
-                      stacklevel=caller_stacklevel())
-    if diverging:
-        fractions = np.round(divergent[diverging], 3).tolist()
-        warnings.warn(f"{name}: chain(s) {diverging} had divergent transitions in more than "
-                      f"{MAX_DIVERGENT_FRACTION:.0%} of draws ({fractions}): "
-                      "the posterior has regions the integrator cannot follow; estimates may be biased. "
-                      "Reparameterise, or raise target_acceptance_rate.", UserWarning,
-                      stacklevel=caller_stacklevel())
-    return result
-
-
 def _traced_call(program_key, build, args):
     """Runs the cached program; one that failed to trace (a builder needing concrete arrays) is dropped."""
     program = PROGRAMS.get(program_key, build)
@@ -395,91 +397,3 @@ def _traced_call(program_key, build, args):
     except dsl.CONCRETE_ERRORS:
         PROGRAMS.discard(program_key)
         raise
-
-
-def _resolve_strategy(init_strategy, init) -> tuple[InitStrategy, dict]:
-    """`(strategy, init values)`: `init_to_value(values)` is the same as `init=values`."""
-    init = dict(init or {})
-    strategy = init_to_uniform() if init_strategy is None else init_strategy
-    if not isinstance(strategy, InitStrategy):
-        raise TypeError("init_strategy must be one of inference.init_to_uniform(), init_to_median(), "
-                        f"init_to_sample(), init_to_value(values); got {type(strategy).__name__}")
-    if strategy.kind == "value":
-        if init:
-            raise ValueError("give starting values either as init= or as init_to_value(values), not both")
-        init, strategy = dict(strategy.values or {}), init_to_uniform()
-    return strategy, init
-
-
-def _return_nodes(return_nodes, summary, deterministic) -> tuple:
-    """The node names `sample` returns (latents first), checked against the model's nodes."""
-    if return_nodes is None:
-        return (*summary, *deterministic)
-    names = (return_nodes,) if isinstance(return_nodes, str) else tuple(return_nodes)
-    unknown = sorted(set(names) - set(summary) - set(deterministic))
-    if unknown:
-        raise ValueError(f"return_nodes {unknown} are not latent or deterministic nodes of the model; "
-                         "those are "
-                         f"{list(summary)} and {list(deterministic)}")
-    return names
-
-
-def _strong(tree):
-    """Arrays without weak types (a Python-number init would otherwise key its own program)."""
-    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.result_type(x)), tree)
-
-
-def _resume_key(resume) -> Any:
-    return None if resume is None else _abstract(resume)
-
-
-def _abstract(tree) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple(jax.typeof(jnp.asarray(x)) for x in leaves)
-
-
-def _check_chain_axis(positions) -> int:
-    leaves = jax.tree_util.tree_leaves(positions)
-    if not leaves:
-        raise ValueError("init_position has no arrays")
-    n_chains = jnp.shape(leaves[0])[0] if jnp.ndim(leaves[0]) else None
-    if n_chains is None or any(jnp.ndim(x) == 0 or jnp.shape(x)[0] != n_chains for x in leaves):
-        raise ValueError("every leaf of init_position needs the same leading [n_chains] axis, got shapes "
-                         f"{[jnp.shape(x) for x in leaves]}")
-    return int(n_chains)
-
-
-def _infer_n_chains(summary, init, n_chains, min_chains, name) -> int:
-    unknown = sorted(set(init) - set(summary))
-    if unknown:
-        raise ValueError(f"init gives {unknown}, but the latents are {list(summary)}")
-    found = set()
-    for latent, value in init.items():
-        shape, expected = tuple(jnp.shape(value)), summary[latent].shape
-        if shape == expected:
-            continue
-        if len(shape) == len(expected) + 1 and shape[1:] == expected:
-            found.add(shape[0])
-        else:
-            raise ValueError(f"init[{latent!r}] has shape {shape}; expected the latent's shape {expected} "
-                             f"or [n_chains, *{expected}]")
-    if len(found) > 1 or (found and n_chains is not None and found != {n_chains}):
-        raise ValueError(f"init has per-chain axes of sizes {sorted(found)} but n_chains={n_chains}")
-    n_chains = n_chains if n_chains is not None else (found.pop() if found else max(1, min_chains))
-    if isinstance(n_chains, bool) or not isinstance(n_chains, (int, np.integer)) or n_chains < 1:
-        raise ValueError(f"n_chains must be a positive int, got {n_chains!r}")
-    if n_chains < min_chains:
-        raise ValueError(f"{name} needs at least {min_chains} chains (cross-chain adaptation), got "
-                         f"{n_chains}")
-    return int(n_chains)
-
-
-def _shard_chains(tree, n_chains):
-    """Places the leading chain axis across devices when several are present and it divides evenly."""
-    devices = jax.devices()
-    if len(devices) < 2 or n_chains % len(devices):
-        return tree
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("chains",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("chains"))
-    return jax.device_put(tree, sharding)
-

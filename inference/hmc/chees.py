@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.typing import ArrayLike
 
 from inference.hmc import adaptation as adapt
 from inference.hmc.base import HMCFamily
@@ -69,7 +70,7 @@ class ChEESInfo(NamedTuple):
     proposal_momentum: jax.Array
 
 
-def build_kernel(divergence_threshold: float = 1000.0):
+def build_kernel(divergence_threshold: float = 1000.0) -> Callable[..., tuple[HMCState, ChEESInfo]]:
     """The jittered HMC transition on flat positions.
 
     Returns:
@@ -88,7 +89,7 @@ def build_kernel(divergence_threshold: float = 1000.0):
     return kernel
 
 
-def halton(index, n_bits: int = 20):
+def halton(index: ArrayLike, n_bits: int = 20) -> jax.Array:
     """The base-2 Halton (van der Corput) number of `index + 1`, in (0, 1); `index` an int array."""
     index = jnp.asarray(index, jnp.int32) + 1
     bits = jnp.arange(n_bits, dtype=jnp.int32)
@@ -120,7 +121,8 @@ class ChEESAdaptationState(NamedTuple):
     mass: Any
 
 
-def chees_gradient(info: ChEESInfo, jitter, trajectory_length, inverse_mass_matrix):
+def chees_gradient(info: ChEESInfo, jitter: ArrayLike, trajectory_length: ArrayLike,
+                   inverse_mass_matrix: ArrayLike) -> jax.Array:
     """The chains' acceptance-weighted estimate of d ChEES / d log T (see the module docstring).
 
     Args:
@@ -241,7 +243,8 @@ def _end_window(a: ChEESAdaptationState) -> ChEESAdaptationState:
     return a._replace(inverse_mass_matrix=inverse_mass, mass=jax.tree_util.tree_map(jnp.zeros_like, a.mass))
 
 
-def n_leapfrogs_at(index, step_size, trajectory_length, jitter_amount: float, max_leapfrogs: int):
+def n_leapfrogs_at(index: ArrayLike, step_size: ArrayLike, trajectory_length: ArrayLike, jitter_amount: float,
+                   max_leapfrogs: int) -> jax.Array:
     """`ceil(u_index * T / step_size)` leapfrog steps, in [1, max_leapfrogs] (shared by all chains)."""
     u = halton(index) * jitter_amount + (1.0 - jitter_amount)
     steps = jnp.ceil(u * trajectory_length / step_size)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from inference.hmc.kernel import HMCState
 from inference.mcmc_result import MCMCState
@@ -71,7 +72,7 @@ class ChainWarmup(NamedTuple):
     final: Callable
 
 
-def per_chain_warmup(window) -> ChainWarmup:
+def per_chain_warmup(window: Any) -> ChainWarmup:
     """A per-chain `inference.hmc.window.WindowAdaptation`, vmapped over chains."""
 
     def tuned(a):
@@ -113,7 +114,7 @@ def flatten_states(states: HMCState) -> tuple[HMCState, Callable]:
     return HMCState(flat(states.position), states.log_joint, flat(states.log_joint_grad)), unravel
 
 
-def unflatten_state(states: HMCState, tuned: Tuned, unravel: Callable, iteration) -> MCMCState:
+def unflatten_state(states: HMCState, tuned: Tuned, unravel: Callable, iteration: ArrayLike) -> MCMCState:
     """The resumable `MCMCState` of flat chain states."""
     unflat = jax.vmap(unravel)
     return MCMCState(unflat(states.position), states.log_joint, unflat(states.log_joint_grad),
@@ -121,10 +122,11 @@ def unflatten_state(states: HMCState, tuned: Tuned, unravel: Callable, iteration
                      dict(tuned.parameters))
 
 
-def sample_chains(kernel: Callable, log_joint_fn: Callable, keys, states: HMCState, tuned: Tuned, *,
-                  n_samples: int, n_warmup: int = 0, thinning: int = 1, warmup: ChainWarmup | None = None,
+def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, states: HMCState, tuned: Tuned,
+                  *, n_samples: int, n_warmup: int = 0, thinning: int = 1, warmup: ChainWarmup | None = None,
                   tuned_axes: Tuned, kernel_args: Callable, record_info: Callable, reductions: dict,
-                  iteration=0, transform_fn: Callable | None = None, progress_every: int = 0) -> LoopOutput:
+                  iteration: ArrayLike = 0, transform_fn: Callable | None = None,
+                  progress_every: int = 0) -> LoopOutput:
     """Warmup then sampling for all chains, one `lax.scan` (call it inside `jax.jit`).
 
     Args:

@@ -27,7 +27,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -139,8 +139,9 @@ def _draw(strategy: InitStrategy, key, site, transform, unconstrained_shape, dty
     return jax.random.uniform(key, unconstrained_shape, dtype, -strategy.radius, strategy.radius)
 
 
-def initial_state(key, meta_bn, observed: Mapping[str, Any], specs: Mapping[str, Any],
-                  values: Mapping[str, Any], strategy: InitStrategy, log_joint_fn):
+def initial_state(key: jax.Array, meta_bn: Any, observed: Mapping[str, Any], specs: Mapping[str, Any],
+                  values: Mapping[str, Any], strategy: InitStrategy, log_joint_fn: Callable
+                  ) -> tuple[HMCState, jax.Array, jax.Array]:
     """One chain's start, retried until the log-joint and its gradient are finite (inside jit).
 
     Args:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 __all__ = ["IntegratorState", "velocity_verlet", "leapfrog_trajectory"]
 
@@ -44,7 +45,8 @@ class IntegratorState(NamedTuple):
     log_joint_grad: Any
 
 
-def velocity_verlet(log_joint_fn: Callable, velocity_fn: Callable[[jax.Array], jax.Array]):
+def velocity_verlet(log_joint_fn: Callable, velocity_fn: Callable[[jax.Array], jax.Array]
+                    ) -> Callable[[IntegratorState, ArrayLike], IntegratorState]:
     """One velocity Verlet step as a function `(state, step_size) -> state`.
 
     Args:
@@ -69,7 +71,8 @@ def velocity_verlet(log_joint_fn: Callable, velocity_fn: Callable[[jax.Array], j
     return step
 
 
-def leapfrog_trajectory(step: Callable, state: IntegratorState, step_size, n_leapfrogs) -> IntegratorState:
+def leapfrog_trajectory(step: Callable, state: IntegratorState, step_size: ArrayLike,
+                        n_leapfrogs: ArrayLike) -> IntegratorState:
     """Applies `step` `n_leapfrogs` times.
 
     Args:

@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from inference.hmc.integrators import IntegratorState, leapfrog_trajectory, velocity_verlet
 from inference.hmc.metrics import gaussian_euclidean
@@ -59,7 +60,7 @@ class HMCInfo(NamedTuple):
     energy_change: jax.Array
 
 
-def init(position, log_joint_fn: Callable) -> HMCState:
+def init(position: Any, log_joint_fn: Callable) -> HMCState:
     """Evaluates log p and its gradient at `position`.
 
     Args:
@@ -86,13 +87,15 @@ def _checked(log_joint_fn):
     return fn
 
 
-def energy_change(log_joint_fn, state: HMCState, key, step_size, inverse_mass_matrix, n_leapfrogs):
+def energy_change(log_joint_fn: Callable, state: HMCState, key: jax.Array, step_size: ArrayLike,
+                  inverse_mass_matrix: ArrayLike, n_leapfrogs: ArrayLike
+                  ) -> tuple[IntegratorState, jax.Array, jax.Array]:
     """Energy change of one proposal from `state` (used by the initial step-size search).
 
     Returns:
       `(proposal IntegratorState, initial energy, proposal energy)`.
     """
-    metric = gaussian_euclidean(inverse_mass_matrix)
+    metric = gaussian_euclidean(jnp.asarray(inverse_mass_matrix))
     flat_position, _ = ravel_pytree(state.position)
     momentum = metric.sample_momentum(key, flat_position)
     start = IntegratorState(state.position, momentum, state.log_joint, state.log_joint_grad)
@@ -103,14 +106,15 @@ def energy_change(log_joint_fn, state: HMCState, key, step_size, inverse_mass_ma
     return end, energy0, energy1
 
 
-def safe_energy_change(energy0, energy1):
+def safe_energy_change(energy0: jax.Array, energy1: jax.Array) -> jax.Array:
     """`energy1 - energy0` (nats), with a non-finite `energy1` (NaN, or -inf from an overflowing
     log-joint) read as +inf: such a point is rejected, has zero weight, and is divergent."""
     return jnp.where(jnp.isfinite(energy1), energy1 - energy0, jnp.inf)
 
 
-def transition(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matrix, n_leapfrogs,
-               divergence_threshold: float = 1000.0):
+def transition(key: jax.Array, state: HMCState, log_joint_fn: Callable, step_size: ArrayLike,
+               inverse_mass_matrix: ArrayLike, n_leapfrogs: ArrayLike, divergence_threshold: float = 1000.0
+               ) -> tuple[HMCState, HMCInfo, IntegratorState]:
     """One HMC transition; also returns the proposal (the trajectory's end, before Metropolis).
 
     See `build_kernel` for the arguments.
@@ -133,7 +137,7 @@ def transition(key, state: HMCState, log_joint_fn, step_size, inverse_mass_matri
     return new_state, HMCInfo(acceptance_rate, is_accepted, is_divergent, energy, delta), end
 
 
-def build_kernel(divergence_threshold: float = 1000.0):
+def build_kernel(divergence_threshold: float = 1000.0) -> Callable[..., tuple[HMCState, HMCInfo]]:
     """Returns the HMC transition `kernel`.
 
     Args:

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Any, Hashable, Mapping, NamedTuple
+from typing import Any, Hashable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 import ppl
 from inference.compile_cache import CompileCache, Static, rebuild, split_static, static_key
 from inference.hmc.initialization import MAX_INIT_TRIES, InitStrategy, initial_state
+from inference.hmc.kernel import HMCState
 from inference.log_joint import (
     LatentSpec,
     LogJointModel,
@@ -92,7 +94,7 @@ def _template_key(template):
     return tuple((name, static_key(value)) for name, value in sorted(vars(template).items()))
 
 
-def split_model(meta_bn, observed: Mapping[str, Any], trace_arguments: bool | None = None
+def split_model(meta_bn: Any, observed: Mapping[str, Any], trace_arguments: bool | None = None
                 ) -> tuple[list, ModelStatic]:
     """`(meta_bn, observed)` -> `(arrays, ModelStatic)`; see the module docstring.
 
@@ -121,7 +123,7 @@ def _is_arraylike(value) -> bool:
     return hasattr(value, "shape") and hasattr(value, "dtype")
 
 
-def rebuild_model(static: ModelStatic, arrays) -> tuple[Any, dict]:
+def rebuild_model(static: ModelStatic, arrays: Sequence[Any]) -> tuple[Any, dict]:
     """The `(meta_bn, observed)` of `split_model`, with `arrays` (tracers) in place."""
     n = static.n_argument_arrays
     args, kwargs = rebuild(static.arguments, arrays[:n])
@@ -140,7 +142,7 @@ def mark_concrete(static: ModelStatic) -> None:
     _CONCRETE_BUILDERS.add(static_key(static.builder))
 
 
-def log_joint_model(meta_bn, observed: Mapping[str, Any],
+def log_joint_model(meta_bn: Any, observed: Mapping[str, Any],
                     summary: Mapping[str, LatentSummary] | None = None,
                     deterministic: Mapping[str, Any] | None = None) -> LogJointModel:
     """The model-to-log-joint step: `inference.log_joint.make_log_joint` (replaceable).
@@ -168,8 +170,8 @@ def _discovery(meta_bn, observed, static):
     return _SUMMARIES.get(static.key, discover)
 
 
-def latent_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic, key=None
-                   ) -> dict[str, LatentSummary]:
+def latent_summary(meta_bn: Any, observed: Mapping[str, Any], static: ModelStatic,
+                   key: jax.Array | None = None) -> dict[str, LatentSummary]:
     """`{name: LatentSummary}` of the latents, found by an abstract run of the model (cached).
 
     Raises:
@@ -178,13 +180,13 @@ def latent_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic, ke
     return _discovery(meta_bn, observed, static)[0]
 
 
-def deterministic_summary(meta_bn, observed: Mapping[str, Any], static: ModelStatic) -> dict:
+def deterministic_summary(meta_bn: Any, observed: Mapping[str, Any], static: ModelStatic) -> dict:
     """`{name: jax.ShapeDtypeStruct}` of the deterministic nodes (cached with `latent_summary`)."""
     return _discovery(meta_bn, observed, static)[1]
 
 
-def initial_states(keys, meta_bn, observed, model: LogJointModel, init: Mapping[str, Any],
-                   strategy: InitStrategy):
+def initial_states(keys: jax.Array, meta_bn: Any, observed: Mapping[str, Any], model: LogJointModel,
+                   init: Mapping[str, Any], strategy: InitStrategy) -> tuple[HMCState, jax.Array, jax.Array]:
     """Per-chain valid starts: `(HMCState [n_chains], is_valid [n_chains], n_tries [n_chains])`.
 
     Args:
@@ -217,7 +219,8 @@ def check_init_values(init: Mapping[str, Any], summary: Mapping[str, LatentSumma
                          "starting values inside the latent's support")
 
 
-def check_initial_states(states, is_valid, n_tries, strategy: InitStrategy, meta_bn, observed) -> None:
+def check_initial_states(states: HMCState, is_valid: ArrayLike, n_tries: ArrayLike, strategy: InitStrategy,
+                         meta_bn: Any, observed: Mapping[str, Any]) -> None:
     """Raises on the host when a chain found no start with a finite log-joint and gradient.
 
     Raises:

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from inference.hmc.integrators import IntegratorState, velocity_verlet
 from inference.hmc.kernel import HMCState, safe_energy_change
@@ -195,7 +196,8 @@ def _level_checks(c: _Checkpoints, k, momentum, sharp, rho_before) -> tuple[_Che
     return c, jnp.any((levels <= top) & ~ok)
 
 
-def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0):
+def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0
+                 ) -> Callable[..., tuple[HMCState, NUTSInfo]]:
     """Returns the NUTS transition `kernel`.
 
     Args:
@@ -288,7 +290,7 @@ def _leaf(sub: _Subtree, *, step, velocity, energy0, step_size, key_tree, first_
                     is_turning & ~is_divergent)
 
 
-def tree_uniform(key, counter):
+def tree_uniform(key: jax.Array, counter: ArrayLike) -> jax.Array:
     """U(0, 1) (float32 resolution): draw number `counter` of a transition's tree, one hash of `key`.
 
     With the default threefry keys this is `threefry_2x32(key, [counter])[0]` of

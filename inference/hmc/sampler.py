@@ -42,7 +42,8 @@ ADAPTATIONS = {"window": (True, "windowed"), "window_mass": (False, "windowed"),
                "step_size": (True, None), "none": (False, None)}
 
 
-def resolve_adaptation(adaptation, adapt_step_size, adapt_mass, mass_schedule, default: str,
+def resolve_adaptation(adaptation: str | None, adapt_step_size: bool | None, adapt_mass: bool | None,
+                       mass_schedule: str | None, default: str,
                        where: str) -> tuple[bool, str | None]:
     """`(adapt_step_size, mass_schedule)` from `adaptation=` or ZhuSuan's flags.
 

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
+from jax.typing import ArrayLike
 
 from inference.hmc import adaptation as adapt
 from inference.hmc.kernel import HMCState
@@ -85,7 +86,7 @@ class WindowAdaptation(NamedTuple):
     n_warmup: int
 
 
-def clip_step_size(step_size):
+def clip_step_size(step_size: ArrayLike) -> jax.Array:
     """Keeps a step size in [1e-10, 1e10]: the exp of a very negative log step size flushes to 0,
     and a zero step never recovers."""
     return jnp.clip(step_size, 1e-10, 1e10)
@@ -97,7 +98,7 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
                       target_acceptance_rate: float = 0.8, gamma: float = 0.05, t0: float = 100.0,
                       kappa: float = 0.75, mass_collect_iters: int = 10, mass_decay: float = 0.99,
                       initial_buffer: int = 75, final_buffer: int = 50, base_window: int = 25,
-                      **kernel_parameters) -> WindowAdaptation:
+                      **kernel_parameters: Any) -> WindowAdaptation:
     """Step-size and mass-matrix warmup for `kernel`, with the schedule as data.
 
     Args:
