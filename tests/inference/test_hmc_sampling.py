@@ -117,13 +117,15 @@ def test_conjugate_posteriors_with_constrained_latents(name):
     # Normal-normal, gamma-Poisson, beta-Bernoulli and Dirichlet-categorical posteriors are known in
     # closed form; the positive, unit-interval and simplex latents are sampled on R^d with Jacobians.
     # 2+2 (w means, variances) + 2 (rate) + 2 (p) + 3 (pi means) = 11 comparisons: rate < 7.5e-5.
+    # 200 draws per chain (x 8 or 32 chains) after 200 warmup: the z-scores use the measured ESS, so
+    # the rate holds at any length; the ESS stays in the hundreds per quantity, enough for the MCSE.
     y, counts = OBSERVED["y"], OBSERVED["counts"]
     c = np.bincount(np.asarray(OBSERVED["c"]), minlength=3)
     n = N_CHAINS[name]
     samples, info = make_sampler(name).sample(jax.random.key(1), conjugate_model(), OBSERVED,
-                                              init={"rate": 1.0}, n_samples=400, n_warmup=300, n_chains=n)
-    assert samples["w"].shape == (n, 400, 2) and samples["rate"].shape == (n, 400)
-    assert samples["pi"].shape == (n, 400, 3) and info.inverse_mass_matrix.shape == (n, 2 + 1 + 1 + 2)
+                                              init={"rate": 1.0}, n_samples=200, n_warmup=200, n_chains=n)
+    assert samples["w"].shape == (n, 200, 2) and samples["rate"].shape == (n, 200)
+    assert samples["pi"].shape == (n, 200, 3) and info.inverse_mass_matrix.shape == (n, 2 + 1 + 1 + 2)
     post_precision = 1.0 + N_OBS / NOISE_SD ** 2
     w_mean, w_var = np.asarray(y.sum(0)) / NOISE_SD ** 2 / post_precision, 1.0 / post_precision
     w = np.asarray(samples["w"])

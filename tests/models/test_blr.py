@@ -32,3 +32,15 @@ def test_blr_log_joint_matches_hand_written():
     np.testing.assert_allclose(model.log_joint_fn({"w": w}), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="shape"):
         blr.build_blr(jnp.ones(5))
+
+
+def test_test_probs_node_is_the_predictive_probability():
+    # the deterministic node sample() returns equals sigmoid(x_test @ w) at the model's own w
+    key_x, key_t, key_obs = jax.random.split(jax.random.key(1), 3)
+    x, x_test = jax.random.normal(key_x, (30, 4)), jax.random.normal(key_t, (7, 4))
+    bn = blr.build_blr(x, x_test=x_test).observe(key_obs)
+    expected = jax.nn.sigmoid(x_test @ bn["w"].value)
+    np.testing.assert_allclose(bn["test_probs"].value, expected, rtol=1e-5)
+    assert blr.accuracy(np.broadcast_to(np.asarray(expected), (2, 3, 7)), np.asarray(expected) > 0.5) == 1.0
+    with pytest.raises(ValueError, match=r"x_test must have shape \[m, 4\]"):
+        blr.build_blr(x, x_test=jnp.ones((7, 3)))

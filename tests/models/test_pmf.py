@@ -40,6 +40,18 @@ def test_log_joint_matches_hand_written():
     np.testing.assert_allclose(model.log_joint_fn({"u": u, "v": v}), expected, rtol=1e-5)
 
 
+def test_r_test_node_is_the_predicted_rating():
+    # the deterministic node sample() returns equals <U[u], V[i]> + offset at the model's own U, V
+    user, item = jnp.array([0, 2, 1]), jnp.array([1, 0, 3])
+    test_user, test_item = jnp.array([2, 1]), jnp.array([3, 0])
+    bn = pmf.build_pmf(user, item, 3, 4, 2, offset=3.0, test_user=test_user,
+                       test_item=test_item).observe(jax.random.key(0))
+    u, v = bn["u"].value, bn["v"].value
+    np.testing.assert_allclose(bn["r_test"].value, jnp.sum(u[test_user] * v[test_item], -1) + 3.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="together"):
+        pmf.build_pmf(user, item, 3, 4, 2, test_user=test_user)
+
+
 def test_build_pmf_rejects_bad_input():
     with pytest.raises(ValueError, match="1-D of one length"):
         pmf.build_pmf(jnp.zeros(3, int), jnp.zeros(4, int), 2, 2, 1)
