@@ -59,11 +59,13 @@ def test_build_pmf_rejects_bad_input():
         pmf.build_pmf(jnp.zeros(3, int), jnp.zeros(3, int), 2, 2, 1, noise_std=0.0)
 
 
-@pytest.mark.filterwarnings("ignore:HMC. n_warmup=100:UserWarning")  # short warmup on purpose: speed
 def test_hmc_recovers_held_out_entries_of_a_low_rank_matrix():
+    # 150 warmup iterations: Stan's full windowed schedule (75 + 25 + 50); below it the stages shrink
+    # and the step size gets too few iterations to re-tune after the mass update (the sampler warns),
+    # which leaves some chains with a step size far too large for this posterior.
     train, test = _synthetic(jax.random.key(1))
     result = pmf.fit(jax.random.key(2), train, test, rank=2, prior_std=1.0, noise_std=0.3, n_chains=2,
-                     n_samples=100, n_warmup=100, map_steps=200)
+                     n_samples=100, n_warmup=150, map_steps=200)
     predictions = np.asarray(result.predictions)
     assert predictions.shape == (2, 100, len(test.rating)) and np.isfinite(predictions).all()
     hmc_rmse = float(np.sqrt(np.mean((predictions.mean((0, 1)) - test.rating) ** 2)))
