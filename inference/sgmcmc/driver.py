@@ -9,6 +9,10 @@ Two ways to give the target:
   device memory holds one call's samples at most. Each chain reshuffles the data with its own key
   at the start of every epoch; the `N mod batch_size` examples left over change from epoch to
   epoch. Sizes are in epochs (`n_epochs`, `n_warmup_epochs`).
+  With a `model_fn`, constrained latents (gamma, beta, half-normal, dirichlet, ...) move on the
+  unconstrained space, exactly as for HMC (`inference.sgmcmc.latents`): `init` is given and the
+  samples come back on the constrained space, and no sample leaves the support. With a log-joint
+  function the positions are whatever the function takes, used as given (nothing is transformed).
 - **A log-joint function** (`data=None`): `log_joint_fn(position) -> scalar` (ZhuSuan's
   `sgmcmc.sample(log_joint, observed, latent)` with the observations inside the function). Sizes
   are in steps (`n_samples` kept after `n_warmup`, every `thinning`-th step kept).
@@ -17,6 +21,11 @@ The compiled call is looked up in `inference.compile_cache.PROGRAMS` by the samp
 configuration (a numeric learning rate is traced, not baked in), the model function's code and
 closure, `record_fn`, the sizes and the shapes; the data, the starting states and the keys are
 traced, so later calls with new data of the same shapes compile nothing.
+
+Several devices: `mesh=` a `jax.sharding.Mesh` with a "chains" axis (the chains are split over
+it), a "data" axis (each chain's minibatch is split over it and the gradient reduced by XLA;
+positions replicated), or both (`inference.sharding`). The samples equal a one-device run up to
+float round-off (the order of the gradient sums).
 
 Randomness: chain c uses `split(key, n_chains)[c]`; step t draws from `fold_in(chain key, t)`.
 `resume=result.state` continues the chains (positions, sampler state, data order, step count), so
@@ -149,7 +158,8 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
         Told apart by the number of required positional parameters. Traced once per program.
       data: `{name: array [N, ...]}`, the training set (all arrays share the leading axis N), or None.
       init: `{latent name: array}`, one start for all chains, or with a leading `[n_chains]` axis
-        when `is_init_batched` (ignored with `resume`).
+        when `is_init_batched` (ignored with `resume`). With a `model_fn`: every latent, on its
+        constrained space (inside its support); with a log-joint function: the function's position.
       batch_size: examples per minibatch, in `[1, N]` (with data).
       n_epochs: with data, the "epochs" (jitted calls of `records_per_call * thinning` steps, one
         pass over the `N // batch_size` minibatches when `thinning` divides it) run and recorded.
@@ -163,17 +173,25 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
         test-set predictions instead of all weights.
       progress_bar: a tqdm bar over the calls (`show_progress` is a deprecated alias).
       resume: the `state` of an earlier result of the same sampler and model: continue from there.
+      mesh: a `jax.sharding.Mesh` with a "chains" axis, a "data" axis (with data), or both; None:
+        one device. `n_chains` must be divisible by the "chains" axis' size, `batch_size` by the
+        "data" axis' size.
 
     Returns:
       An `MCMCResult` (`samples, info = result` unpacks): `samples` is `record_fn(position)` at
       every kept step (numpy, leading axes `[n_chains, n_samples]`; with data `n_samples =
-      n_epochs * ceil((N // batch_size) / thinning)`), `info` the sampler's Info at the kept steps,
-      `state` an `SGMCMCState` on the device.
+      n_epochs * ceil((N // batch_size) / thinning)`), the position on the constrained space with a
+      `model_fn`; `info` the sampler's Info at the kept steps (`is_rejected`: steps per kept sample
+      rejected for a non-finite gradient, also warned about); `state` an `SGMCMCState` on the
+      device (its positions on the unconstrained space).
 
     Raises:
       ValueError: data arrays of different lengths, bad sizes, an `init` without the chain axis
-        `is_init_batched` asks for, sizes of the other mode (epochs without data, steps with it).
-      TypeError: a model function of the wrong arity, or a bad `init`/`data`.
+        `is_init_batched` asks for, sizes of the other mode (epochs without data, steps with it);
+        with a `model_fn`, an `init` that misses a latent, names a non-latent, or holds a value
+        outside a latent's support or not finite; a mesh without a "chains" or "data" axis, a
+        "data" axis without data, `n_chains` or `batch_size` not divisible by its axis' size.
+      TypeError: a model function of the wrong arity, a bad `init`/`data`, or `mesh` not a Mesh.
 
     Example:
       >>> result = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, init, batch_size=100,
@@ -181,6 +199,9 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
       >>> result.samples["w"].shape            # [4, 50 * ceil(N // 100 / 1), *w.shape]
       >>> more = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, batch_size=100, n_epochs=50,
       ...               resume=result.state)   # the next 50 epochs of the same chains
+      >>> mesh = jax.make_mesh((2, 2), ("chains", "data"))   # 4 devices
+      >>> result = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, init, batch_size=100,
+      ...                 n_epochs=50, n_chains=4, mesh=mesh)
     """
     renamed = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar",
                                              "n_burnin_epochs": "n_warmup_epochs"}, "sgmcmc.sample")
@@ -201,7 +222,7 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
     spec = ProgramSpec(sampler, model, kind, _identity if record_fn is None else record_fn,
                        to_constrained_fn(model, space, batch_size), n, batch_size, 0, 0, False, placement)
     if placement is not None:
-        carry = (place(carry[:2], placement.chains), place(carry[2], placement.replicated))
+        carry = (*place(carry[:2], placement.chains), place(carry[2], placement.replicated))
         data = place(data, placement.data)
     chain_keys = place(jax.random.split(key, n_chains), placement and placement.chains)
     carry, samples, info = _run(spec, carry, chain_keys, data, plan, progress_bar,
