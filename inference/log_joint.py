@@ -42,7 +42,8 @@ from numpyro.distributions.transforms import Transform, biject_to
 from ppl.substitution import substitute
 
 __all__ = ["LatentSpec", "LogJointModel", "constrained_net", "latent_specs", "deterministic_specs",
-           "log_joint_fn", "make_log_joint", "unconstrained_log_joint_fn", "values_log_joint_fn"]
+           "log_joint_fn", "make_log_joint", "total_log_joint", "unconstrained_log_joint_fn",
+           "values_log_joint_fn"]
 
 
 class LatentSpec(NamedTuple):
@@ -280,7 +281,7 @@ def unconstrained_log_joint_fn(meta_bn, observed: Mapping[str, Any],
         if missing:
             raise KeyError(f"position lacks latents {missing}; it must give every latent of {names}")
         bn, _, log_det = constrained_net(meta_bn, observed, position)
-        return _total_log_joint(meta_bn, bn) + log_det
+        return total_log_joint(meta_bn, bn) + log_det
 
     return log_joint
 
@@ -295,11 +296,11 @@ def values_log_joint_fn(meta_bn, observed: Mapping[str, Any]) -> Callable[[dict]
       A function of `{latent name: constrained value}` (every latent) returning nats.
     """
     observed = dict(observed)
-    return lambda values: _total_log_joint(meta_bn, meta_bn.observe(**observed, **values))
+    return lambda values: total_log_joint(meta_bn, meta_bn.observe(**observed, **values))
 
 
-def _total_log_joint(meta_bn, bn) -> jax.Array:
-    """log p of every random variable in `bn`, a scalar.
+def total_log_joint(meta_bn: Any, bn: Any) -> jax.Array:
+    """log p of every random variable in `bn` (a `ppl.BayesianNet` built by `meta_bn`), a scalar.
 
     `bn.log_joint()` adds the nodes' log-densities with broadcasting (a per-data-point value), which
     would count a scalar prior once per data point; here each node's `log_prob` is summed over all

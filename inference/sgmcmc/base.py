@@ -129,11 +129,15 @@ class SGMCMC:
         """One step with the gradient of `meta_bn`'s log-joint given `observed` (a minibatch).
 
         The model's `log_joint` override should rescale the minibatch likelihood by
-        `N / batch_size` (see `inference.sgmcmc.gradients.scaled_log_joint`).
+        `N / batch_size` (see `inference.sgmcmc.gradients.scaled_log_joint`). The position is on
+        the unconstrained space (`minibatch_log_joint_fn`): a constrained latent (gamma, beta,
+        dirichlet, ...) is held as `biject_to(support).inv(value)`, so no step leaves its support;
+        start from `inference.make_log_joint(meta_bn, observed).to_unconstrained(values)` and map
+        back with `.to_constrained` (`inference.sgmcmc.sample` does both).
 
         Args:
           key: a JAX PRNG key.
-          state: the sampler's state; `state.position` names the model's latents.
+          state: the sampler's state; `state.position` names the model's latents (unconstrained).
           meta_bn: a `ppl.MetaBayesianNet`.
           observed: `{name: value}` for the observed nodes.
 

@@ -9,6 +9,10 @@ Two ways to give the target:
   device memory holds one call's samples at most. Each chain reshuffles the data with its own key
   at the start of every epoch; the `N mod batch_size` examples left over change from epoch to
   epoch. Sizes are in epochs (`n_epochs`, `n_warmup_epochs`).
+  With a `model_fn`, constrained latents (gamma, beta, half-normal, dirichlet, ...) move on the
+  unconstrained space, exactly as for HMC (`inference.sgmcmc.latents`): `init` is given and the
+  samples come back on the constrained space, and no sample leaves the support. With a log-joint
+  function the positions are whatever the function takes, used as given (nothing is transformed).
 - **A log-joint function** (`data=None`): `log_joint_fn(position) -> scalar` (ZhuSuan's
   `sgmcmc.sample(log_joint, observed, latent)` with the observations inside the function). Sizes
   are in steps (`n_samples` kept after `n_warmup`, every `thinning`-th step kept).
@@ -18,6 +22,11 @@ configuration (a numeric learning rate is traced, not baked in), the model funct
 closure, `record_fn`, the sizes and the shapes; the data, the starting states and the keys are
 traced, so later calls with new data of the same shapes compile nothing.
 
+Several devices: `mesh=` a `jax.sharding.Mesh` with a "chains" axis (the chains are split over
+it), a "data" axis (each chain's minibatch is split over it and the gradient reduced by XLA;
+positions replicated), or both (`inference.sharding`). The samples equal a one-device run up to
+float round-off (the order of the gradient sums).
+
 Randomness: chain c uses `split(key, n_chains)[c]`; step t draws from `fold_in(chain key, t)`.
 `resume=result.state` continues the chains (positions, sampler state, data order, step count), so
 two runs resumed one from the other equal one longer run with the same key.
@@ -25,7 +34,6 @@ two runs resumed one from the other equal one longer run with the same key.
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
 import math
@@ -36,11 +44,14 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from inference.compile_cache import PROGRAMS, static_key
 from inference.deprecation import caller_stacklevel, renamed_arguments
 from inference.mcmc_result import MCMCResult
+from inference.sgmcmc.latents import latent_space, to_constrained_fn
+from inference.sgmcmc.program import ProgramSpec, build_call
+from inference.sharding import chain_mesh, place
+from inference.train_data import to_host
 
 __all__ = ["SGMCMCResult", "SGMCMCState", "sample"]
 
@@ -98,7 +109,8 @@ def _model_kind(model: Callable, has_data: bool) -> str:
     return "model_fn" if n_args == 1 else "batch_log_joint"
 
 
-def _init_states(sampler, init: Mapping[str, Any], n_chains: int, is_init_batched: bool):
+def _checked_init(init: Any, n_chains: int, is_init_batched: bool) -> dict[str, jax.Array]:
+    """`init` as arrays, checked against `is_init_batched`."""
     if not isinstance(init, Mapping) or not init:
         raise TypeError(f"init must be a non-empty dict {{latent name: array}}, got {init!r}")
     init = {name: jnp.asarray(value) for name, value in init.items()}
@@ -107,9 +119,14 @@ def _init_states(sampler, init: Mapping[str, Any], n_chains: int, is_init_batche
             if value.ndim == 0 or value.shape[0] != n_chains:
                 raise ValueError(f"init[{name!r}] has shape {value.shape}, but is_init_batched needs a "
                                  f"leading [n_chains={n_chains}] axis")
-    else:
-        init = {name: jnp.broadcast_to(value, (n_chains, *value.shape)) for name, value in init.items()}
-    return jax.vmap(sampler.init)(init)
+    return init
+
+
+def _init_states(sampler, position: Mapping[str, jax.Array], n_chains: int, is_init_batched: bool):
+    if not is_init_batched:
+        position = {name: jnp.broadcast_to(value, (n_chains, *value.shape))
+                    for name, value in position.items()}
+    return jax.vmap(sampler.init)(position)
 
 
 def _sampler_key(sampler) -> tuple:
@@ -123,74 +140,13 @@ def _is_traced_rate(value) -> bool:
     return isinstance(value, numbers.Real) or (hasattr(value, "shape") and jnp.shape(value) == ())
 
 
-def _with_learning_rate(sampler, learning_rate):
-    if learning_rate is None:
-        return sampler
-    sampler = copy.copy(sampler)
-    sampler.learning_rate = learning_rate
-    return sampler
-
-
-def _gradient_step(sampler, model, kind: str):
-    """`(key, state, batch) -> (state, info)` for the model's kind."""
-    if kind == "model_fn":
-        def step(key, state, batch):
-            meta_bn, observed = model(batch)
-            return sampler.step(key, state, meta_bn, observed)
-    elif kind == "batch_log_joint":
-        def step(key, state, batch):
-            return sampler.update(key, state, jax.grad(lambda position: model(position, batch)))
-    else:
-        def step(key, state, batch):
-            return sampler.update(key, state, jax.grad(model))
-    return step
-
-
-def _build_call(sampler, model, kind, record_fn, n, batch_size, thinning, records_per_call, has_records):
-    """The jitted call: `(carry, chain_keys, data, learning_rate) -> (carry, (records, infos))`."""
-    n_batches = max(n // batch_size, 1) if n else 1
-
-    def chain_step(step_fn, state, perm, chain_key, t, data):
-        key_perm, key_step = jax.random.split(jax.random.fold_in(chain_key, t))
-        if n:
-            b = t % n_batches
-            shuffle = lambda: jax.random.permutation(key_perm, n).astype(perm.dtype)   # int32 under x64 too
-            perm = lax.cond(b == 0, shuffle, lambda: perm)
-            index = lax.dynamic_slice(perm, (b * batch_size,), (batch_size,))
-            batch = jax.tree.map(lambda a: a[index], data)
-        else:
-            batch = None
-        state, info = step_fn(key_step, state, batch)
-        return state, perm, info
-
-    def call(carry, chain_keys, data, learning_rate):
-        step_fn = _gradient_step(_with_learning_rate(sampler, learning_rate), model, kind)
-        all_chains = jax.vmap(lambda *a: chain_step(step_fn, *a), in_axes=(0, 0, 0, None, None))
-
-        def one_step(carry, _):
-            states, perms, t = carry
-            states, perms, info = all_chains(states, perms, chain_keys, t, data)
-            return (states, perms, t + 1), info
-
-        def block(carry, _):
-            carry, infos = lax.scan(one_step, carry, None, length=thinning)
-            if not has_records:
-                return carry, None
-            last_info = jax.tree.map(lambda x: x[-1], infos)
-            last_info = last_info._replace(is_rejected=jnp.sum(infos.is_rejected, axis=0))   # per block
-            return carry, (jax.vmap(record_fn)(carry[0].position), last_info)
-
-        return lax.scan(block, carry, None, length=records_per_call)
-
-    return jax.jit(call)
-
-
 def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any] | None = None,
            init: Mapping[str, Any] | None = None, *, batch_size: int | None = None,
            n_epochs: int | None = None, n_warmup_epochs: int = 0, n_samples: int | None = None,
            n_warmup: int = 0, thinning: int = 1,
            n_chains: int = 1, is_init_batched: bool = False, record_fn: Callable[[dict], Any] | None = None,
-           progress_bar: bool = True, resume: SGMCMCState | None = None, **deprecated) -> MCMCResult:
+           progress_bar: bool = True, resume: SGMCMCState | None = None,
+           mesh: jax.sharding.Mesh | None = None, **deprecated: Any) -> MCMCResult:
     """Runs SG-MCMC chains, over epochs of shuffled minibatches of `data` or on a log-joint function.
 
     Args:
@@ -202,7 +158,8 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
         Told apart by the number of required positional parameters. Traced once per program.
       data: `{name: array [N, ...]}`, the training set (all arrays share the leading axis N), or None.
       init: `{latent name: array}`, one start for all chains, or with a leading `[n_chains]` axis
-        when `is_init_batched` (ignored with `resume`).
+        when `is_init_batched` (ignored with `resume`). With a `model_fn`: every latent, on its
+        constrained space (inside its support); with a log-joint function: the function's position.
       batch_size: examples per minibatch, in `[1, N]` (with data).
       n_epochs: with data, the "epochs" (jitted calls of `records_per_call * thinning` steps, one
         pass over the `N // batch_size` minibatches when `thinning` divides it) run and recorded.
@@ -216,17 +173,25 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
         test-set predictions instead of all weights.
       progress_bar: a tqdm bar over the calls (`show_progress` is a deprecated alias).
       resume: the `state` of an earlier result of the same sampler and model: continue from there.
+      mesh: a `jax.sharding.Mesh` with a "chains" axis, a "data" axis (with data), or both; None:
+        one device. `n_chains` must be divisible by the "chains" axis' size, `batch_size` by the
+        "data" axis' size.
 
     Returns:
       An `MCMCResult` (`samples, info = result` unpacks): `samples` is `record_fn(position)` at
       every kept step (numpy, leading axes `[n_chains, n_samples]`; with data `n_samples =
-      n_epochs * ceil((N // batch_size) / thinning)`), `info` the sampler's Info at the kept steps,
-      `state` an `SGMCMCState` on the device.
+      n_epochs * ceil((N // batch_size) / thinning)`), the position on the constrained space with a
+      `model_fn`; `info` the sampler's Info at the kept steps (`is_rejected`: steps per kept sample
+      rejected for a non-finite gradient, also warned about); `state` an `SGMCMCState` on the
+      device (its positions on the unconstrained space).
 
     Raises:
       ValueError: data arrays of different lengths, bad sizes, an `init` without the chain axis
-        `is_init_batched` asks for, sizes of the other mode (epochs without data, steps with it).
-      TypeError: a model function of the wrong arity, or a bad `init`/`data`.
+        `is_init_batched` asks for, sizes of the other mode (epochs without data, steps with it);
+        with a `model_fn`, an `init` that misses a latent, names a non-latent, or holds a value
+        outside a latent's support or not finite; a mesh without a "chains" or "data" axis, a
+        "data" axis without data, `n_chains` or `batch_size` not divisible by its axis' size.
+      TypeError: a model function of the wrong arity, a bad `init`/`data`, or `mesh` not a Mesh.
 
     Example:
       >>> result = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, init, batch_size=100,
@@ -234,6 +199,9 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
       >>> result.samples["w"].shape            # [4, 50 * ceil(N // 100 / 1), *w.shape]
       >>> more = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, batch_size=100, n_epochs=50,
       ...               resume=result.state)   # the next 50 epochs of the same chains
+      >>> mesh = jax.make_mesh((2, 2), ("chains", "data"))   # 4 devices
+      >>> result = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, init, batch_size=100,
+      ...                 n_epochs=50, n_chains=4, mesh=mesh)
     """
     renamed = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar",
                                              "n_burnin_epochs": "n_warmup_epochs"}, "sgmcmc.sample")
@@ -241,6 +209,30 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
     progress_bar = renamed.get("progress_bar", progress_bar)
     n_warmup_epochs = renamed.get("n_warmup_epochs", n_warmup_epochs)
     kind = _model_kind(model, data is not None)
+    data, n, batch_size, plan = _plan(data, batch_size, n_epochs, n_warmup_epochs, n_samples, n_warmup,
+                                      thinning, n_chains)
+    n_chains = n_chains if resume is None else _resume_chains(resume, n)
+    placement = None if mesh is None else chain_mesh(mesh, n_chains, batch_size if n else None, n)
+    space, position = None, None
+    if resume is None:
+        position = _checked_init(init, n_chains, is_init_batched)
+    if kind == "model_fn":   # constrained latents move on the unconstrained space
+        space, position = latent_space(model, data, batch_size, position)
+    carry = _start(sampler, position, n_chains, is_init_batched, n, resume)
+    spec = ProgramSpec(sampler, model, kind, _identity if record_fn is None else record_fn,
+                       to_constrained_fn(model, space, batch_size), n, batch_size, 0, 0, False, placement)
+    if placement is not None:
+        carry = (*place(carry[:2], placement.chains), place(carry[2], placement.replicated))
+        data = place(data, placement.data)
+    chain_keys = place(jax.random.split(key, n_chains), placement and placement.chains)
+    carry, samples, info = _run(spec, carry, chain_keys, data, plan, progress_bar,
+                                space.is_identity if space else None)
+    _warn_rejected(info, type(sampler).__name__)
+    return MCMCResult(samples, info, SGMCMCState(*carry))
+
+
+def _plan(data, batch_size, n_epochs, n_warmup_epochs, n_samples, n_warmup, thinning, n_chains):
+    """`(data, N, batch_size, [(records, thinning, has_records) per call])`, the sizes checked."""
     if data is not None:
         data, n, batch_size = _check_data(data, batch_size)
         if n_samples is not None or n_warmup:
@@ -248,38 +240,38 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
                              "n_samples / n_warmup")
         _check_ints(n_epochs=(n_epochs, 1), n_warmup_epochs=(n_warmup_epochs, 0), thinning=(thinning, 1),
                     n_chains=(n_chains, 1))
-        assert n_epochs is not None  # _check_ints raised otherwise
         records_per_call = math.ceil((n // batch_size) / thinning)
-        plan = [(records_per_call, thinning, epoch >= n_warmup_epochs)
-                for epoch in range(n_warmup_epochs + n_epochs)]
-    else:
-        if n_epochs is not None or n_warmup_epochs or batch_size is not None:
-            raise ValueError("without data, sizes are in steps: give n_samples and n_warmup, not epochs or "
-                             "batch_size")
-        _check_ints(n_samples=(n_samples, 1), n_warmup=(n_warmup, 0), thinning=(thinning, 1),
-                    n_chains=(n_chains, 1))
-        assert n_samples is not None  # _check_ints raised otherwise
-        data, n, batch_size = {}, 0, 0
-        plan = ([(n_warmup, 1, False)] if n_warmup else []) + [(n_samples, thinning, True)]
-    record_fn = _identity if record_fn is None else record_fn
-    carry, n_chains = _start(sampler, init, n_chains, is_init_batched, n, resume)
-    chain_keys = jax.random.split(key, n_chains)
+        return data, n, batch_size, [(records_per_call, thinning, epoch >= n_warmup_epochs)
+                                     for epoch in range(n_warmup_epochs + n_epochs)]
+    if n_epochs is not None or n_warmup_epochs or batch_size is not None:
+        raise ValueError("without data, sizes are in steps: give n_samples and n_warmup, not epochs or "
+                         "batch_size")
+    _check_ints(n_samples=(n_samples, 1), n_warmup=(n_warmup, 0), thinning=(thinning, 1),
+                n_chains=(n_chains, 1))
+    return {}, 0, 0, ([(n_warmup, 1, False)] if n_warmup else []) + [(n_samples, thinning, True)]
+
+
+def _run(spec: ProgramSpec, carry, chain_keys, data, plan, progress_bar, is_identity):
+    """Runs the calls of `plan`; `(carry, samples, info)` with the kept parts on the host."""
+    sampler = spec.sampler
     rate = sampler.learning_rate if _is_traced_rate(getattr(sampler, "learning_rate", None)) else None
     rate = None if rate is None else jnp.asarray(rate, jnp.result_type(float))
+    n_chains = chain_keys.shape[0]
     kept, infos = [], []
-    for records, block, has_records in _progress(plan, progress_bar, type(sampler).__name__, bool(n)):
-        program_key = ("sgmcmc", _sampler_key(sampler), static_key(model), kind, static_key(record_fn), n,
-                       batch_size, block, records, has_records, n_chains, _abstract((carry, data)))
-        call = PROGRAMS.get(program_key, functools.partial(
-            _build_call, sampler, model, kind, record_fn, n, batch_size, block, records, has_records))
+    for records, block, has_records in _progress(plan, progress_bar, type(sampler).__name__,
+                                                 bool(spec.n_examples)):
+        spec = spec._replace(thinning=block, records_per_call=records, has_records=has_records)
+        program_key = ("sgmcmc", _sampler_key(sampler), static_key(spec.model), spec.kind,
+                       static_key(spec.record_fn), is_identity, spec.n_examples, spec.batch_size, block,
+                       records, has_records, n_chains, spec.placement and spec.placement.mesh,
+                       _abstract((carry, data)))
+        call = PROGRAMS.get(program_key, functools.partial(build_call, spec))
         carry, outputs = call(carry, chain_keys, data, rate)
         if has_records:   # to the host now: device memory holds one call's records
-            kept.append(jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), outputs[0]))
-            infos.append(jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), outputs[1]))
+            kept.append(jax.tree.map(lambda x: np.swapaxes(x, 0, 1), to_host(outputs[0])))
+            infos.append(jax.tree.map(lambda x: np.swapaxes(x, 0, 1), to_host(outputs[1])))
     concat = lambda *xs: np.concatenate(xs, axis=1)
-    info = jax.tree.map(concat, *infos)
-    _warn_rejected(info, type(sampler).__name__)
-    return MCMCResult(jax.tree.map(concat, *kept), info, SGMCMCState(*carry))
+    return carry, jax.tree.map(concat, *kept), jax.tree.map(concat, *infos)
 
 
 def _warn_rejected(info, name: str) -> None:
@@ -294,18 +286,21 @@ def _warn_rejected(info, name: str) -> None:
                       UserWarning, stacklevel=caller_stacklevel())
 
 
-def _start(sampler, init, n_chains, is_init_batched, n, resume):
-    """The first carry `(states, permutations, step)` and the number of chains."""
+def _resume_chains(resume: Any, n: int) -> int:
+    """The number of chains of `resume`, checked against the data size."""
+    if not isinstance(resume, SGMCMCState):
+        raise TypeError(f"resume must be an SGMCMCState (result.state), got {type(resume).__name__}")
+    if resume.permutation.shape[1] != n:
+        raise ValueError(f"resume's data order covers {resume.permutation.shape[1]} examples, the data {n}")
+    return int(resume.permutation.shape[0])
+
+
+def _start(sampler, position, n_chains, is_init_batched, n, resume):
+    """The first carry `(states, permutations, step)`."""
     if resume is not None:
-        if not isinstance(resume, SGMCMCState):
-            raise TypeError(f"resume must be an SGMCMCState (result.state), got {type(resume).__name__}")
-        chains = int(resume.permutation.shape[0])
-        if resume.permutation.shape[1] != n:
-            raise ValueError(f"resume's data order covers {resume.permutation.shape[1]} examples, the data "
-                             f"{n}")
-        return (resume.sampler, resume.permutation, resume.step), chains
-    states = _init_states(sampler, init, n_chains, is_init_batched)
-    return (states, jnp.zeros((n_chains, n), jnp.int32), jnp.zeros((), jnp.int32)), n_chains
+        return resume.sampler, resume.permutation, resume.step
+    states = _init_states(sampler, position, n_chains, is_init_batched)
+    return states, jnp.zeros((n_chains, n), jnp.int32), jnp.zeros((), jnp.int32)
 
 
 def _check_ints(**checks) -> None:

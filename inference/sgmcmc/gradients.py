@@ -1,6 +1,8 @@
 """What every SG-MCMC sampler shares: the (minibatch) log-joint gradient and the Gaussian noise.
 
-The samplers work on a dict of real-valued latents, `position = {name: array}`. Their gradient is
+The samplers work on a dict of real-valued latents, `position = {name: array}`; a model's
+constrained latents enter through their unconstrained values, with the Jacobian added
+(`minibatch_log_joint_fn`, the same log-joint HMC samples). Their gradient is
 that of the model's log-joint conditioned on a minibatch; for it to estimate the full-data
 gradient without bias, the model's likelihood must be rescaled by `N / batch_size` (ZhuSuan's
 examples do this by setting `model.log_joint`; `scaled_log_joint` builds such a function):
@@ -23,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inference.log_joint import constrained_net, total_log_joint
 from ppl import MetaBayesianNet
 
 __all__ = [
@@ -38,21 +41,29 @@ Position = dict[str, jax.Array]
 
 def minibatch_log_joint_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
                            ) -> Callable[[Position], jax.Array]:
-    """`position -> log p(observed, position)` of a model, a scalar in nats (to maximise).
+    """`position -> log p(observed, T(u)) + log|det dT/du|`, on the unconstrained space (nats, to maximise).
 
-    Uses the model's `log_joint` override when set (e.g. `scaled_log_joint`). Latents are used as
-    given (SG-MCMC samples real-valued latents; for constrained ones see `inference.log_joint`).
+    The model's log-joint as `inference.log_joint` builds it for HMC: a latent with a constrained
+    support (gamma, beta, half-normal, dirichlet, ...) is given by its unconstrained value
+    `u = biject_to(support).inv(z)` and the log-determinant of the Jacobian is added, so a sampler
+    moving `u` on R^d samples the right posterior and never leaves the support; a latent with real
+    support is given as its value. Each node's log-density is summed over all its axes; a
+    `model.log_joint` override (e.g. `scaled_log_joint`) is used instead and must give a scalar.
 
     Args:
       meta_bn: a `ppl.MetaBayesianNet`.
       observed: `{name: value}` for the observed nodes (a minibatch).
 
     Returns:
-      A function of `{latent name: array}` returning an array of shape `[]`.
+      A function of `{latent name: unconstrained array}` returning an array of shape `[]`.
 
     Raises:
-      ValueError (when the function is called): `log_joint()` is not a scalar (sum it inside the
-        model with `group_ndims`, or set `model.log_joint`), or a name is both observed and latent.
+      ValueError (when the function is called): a `log_joint` override that is not a scalar (sum it
+        inside, or use `group_ndims`), or a name both observed and latent.
+
+    Example:
+      >>> log_joint = minibatch_log_joint_fn(model, {"y": y_batch})
+      >>> log_joint({"rate": jnp.log(2.0)})   # a gamma latent at 2.0, given as log(2.0)
     """
     observed = dict(observed)
 
@@ -60,12 +71,11 @@ def minibatch_log_joint_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any]
         both = sorted(set(position) & set(observed))
         if both:
             raise ValueError(f"{both} are given both as observed and as latent positions")
-        value = meta_bn.observe(**observed, **position).log_joint()
-        if jnp.shape(value) != ():
-            raise ValueError(f"SG-MCMC needs a scalar log-joint, but {meta_bn!r} gives shape "
-                             f"{jnp.shape(value)}: use group_ndims so each node's log_prob is a scalar, "
-                             "or set model.log_joint = fn returning a scalar")
-        return value
+        bn, _, log_det = constrained_net(meta_bn, observed, position)
+        if getattr(meta_bn, "log_joint", None) is not None and jnp.shape(bn.log_joint()) != ():
+            raise ValueError(f"SG-MCMC needs a scalar log-joint, but the log_joint override of {meta_bn!r} "
+                             f"gives shape {jnp.shape(bn.log_joint())}: sum it inside the override")
+        return total_log_joint(meta_bn, bn) + log_det
 
     return log_joint
 

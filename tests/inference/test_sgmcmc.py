@@ -250,13 +250,22 @@ def test_step_through_the_dsl_matches_update():
     _allclose(sampler.step(key, state, model, {"y": y}), sampler.update(key, state, grad_fn), rtol=1e-6)
 
 
-def test_non_scalar_log_joint_is_an_error():
+def test_log_joint_sums_each_node_and_refuses_a_non_scalar_override():
+    # Each node's log-density is summed over its axes (the prior counted once, as for HMC); a
+    # log_joint override must itself give a scalar.
     @ppl.meta_bayesian_net
     def per_point(x):
         bn = ppl.BayesianNet()
         w = bn.normal("w", jnp.zeros(()), std=1.0)
-        bn.normal("y", x * w, std=1.0)  # no group_ndims: log_joint has shape [n]
+        bn.normal("y", x * w, std=1.0)  # no group_ndims: bn.log_joint() has shape [n]
         return bn
 
+    x, y = jnp.arange(1.0, 5.0), jnp.array([0.5, 1.0, 1.0, 2.0])
+    value = minibatch_log_joint_fn(per_point(x), {"y": y})({"w": jnp.asarray(0.3)})
+    residual = np.asarray(y) - 0.3 * np.asarray(x)
+    expected = -0.5 * 0.3 ** 2 - 0.5 * np.sum(residual ** 2) - 2.5 * np.log(2 * np.pi)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    model = per_point(x)
+    model.log_joint = lambda bn: bn["y"].log_prob   # shape [4]
     with pytest.raises(ValueError, match="scalar log-joint"):
-        minibatch_log_joint_fn(per_point(jnp.ones(4)), {"y": jnp.ones(4)})({"w": jnp.zeros(())})
+        minibatch_log_joint_fn(model, {"y": y})({"w": jnp.zeros(())})

@@ -136,3 +136,18 @@ def test_psgld_correction_matches_a_correlated_gaussian():
         assert abs(mean[i, j] - COV[i, j]) < 4.5 * stderr[i, j], (i, j, mean[i, j], stderr[i, j])
     uncorrected, uncorrected_stderr = _psgld_moments(False, jax.random.key(0))
     assert (uncorrected[1, 1] - COV[1, 1]) > 4.5 * uncorrected_stderr[1, 1]   # measured: z = 7.8
+
+
+def test_mesh_errors_name_the_axis():
+    # Raised before anything is traced (the sizes themselves are checked on 4 devices in
+    # test_train_sharding.py, where the axes can be larger than 1).
+    one_device = np.asarray(jax.devices()[:1])
+    common = dict(init={"z": jnp.zeros(2)}, n_samples=3, progress_bar=False)
+    with pytest.raises(ValueError, match="'data' axis .* no data"):
+        sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(0.1), gaussian_log_joint,
+                      mesh=jax.sharding.Mesh(one_device, ("data",)), **common)
+    with pytest.raises(ValueError, match="'chains' axis .* and/or a 'data' axis"):
+        sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(0.1), gaussian_log_joint,
+                      mesh=jax.sharding.Mesh(one_device, ("model",)), **common)
+    with pytest.raises(TypeError, match="jax.sharding.Mesh"):
+        sgmcmc.sample(jax.random.key(0), sgmcmc.SGLD(0.1), gaussian_log_joint, mesh="chains", **common)

@@ -1,5 +1,7 @@
 """`fit` with a data mesh: 4 forced host devices, and 2 processes under `jax.distributed` (CPU
-collectives), each loading its own half of the data, equal the single-device run."""
+collectives), each loading its own half of the data, equal the single-device run. The 4-device
+explicit run also checks SG-MCMC chains on a ("chains", "data") mesh against the one-device run
+(`distributed_fit.check_sgmcmc_mesh`)."""
 
 from __future__ import annotations
 
