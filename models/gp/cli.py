@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SVGP samples of q per step")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
     parser.add_argument("--kernel", default="rbf", choices=sorted(gp_exact.STATIONARY_KERNELS))
+    cli.add_checkpoint_arguments(parser)   # SVGP: one checkpoint directory per split
 
 
 def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
@@ -56,7 +57,7 @@ def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float
 
 def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", kernel: str = "rbf",
                   n_epochs: int = 5000, inducing: int = 100, batch_size: int = 5000, n_particles: int = 10,
-                  learning_rate: float = 0.01) -> dict:
+                  learning_rate: float = 0.01, progress_bar: bool = False, **fit_options) -> dict:
     """Fits one UCI split with `method` and returns its `rmse` and `nll` in original units.
 
     Args:
@@ -69,15 +70,19 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
       batch_size: SVGP minibatch size (capped at the training size).
       n_particles: SVGP samples of q per step.
       learning_rate: Adam's step size.
+      progress_bar: show the SVGP's training bar.
+      **fit_options: SVGP: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`).
 
     Returns:
       `{"rmse": float, "nll": float, "seconds": float}`.
 
     Raises:
-      ValueError: an unknown method, or a count below 1.
+      ValueError: an unknown method, a count below 1, or `fit_options` with the exact GP.
     """
     if method not in ("svgp", "exact"):
         raise ValueError(f"fit_uci_split: method must be 'svgp' or 'exact', got {method!r}")
+    if method == "exact" and fit_options:
+        raise ValueError(f"fit_uci_split: {sorted(fit_options)} apply to method='svgp' only")
     for name, value in (("n_epochs", n_epochs), ("inducing", inducing), ("batch_size", batch_size),
                         ("n_particles", n_particles)):
         if value < 1:
@@ -94,10 +99,9 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
     else:
         key_init, key_fit = jax.random.split(key)
         params = svgp.init_svgp_params(key_init, x, min(inducing, x.shape[0]), hyper)
-        batch = min(batch_size, x.shape[0])
-        n_steps = n_epochs * (x.shape[0] // batch)   # the ragged last batch is dropped each epoch
-        params, _ = svgp.fit_svgp(key_fit, params, x, y, kernel, n_steps=n_steps, batch_size=batch,
-                                  n_particles=n_particles, learning_rate=learning_rate)
+        params = svgp.fit_svgp(key_fit, params, x, y, kernel, n_epochs=n_epochs, batch_size=batch_size,
+                               n_particles=n_particles, learning_rate=learning_rate,
+                               progress_bar=progress_bar, **fit_options).params
         mean, variance = svgp.predict_svgp(params, x_test, kernel)
     mean, variance = jax.block_until_ready((mean, variance))
     seconds = time.perf_counter() - start
@@ -178,7 +182,8 @@ def check_flags(args: argparse.Namespace, given: set[str]) -> None:
     """Refuses SVGP-only flags with `--method exact` or `--dataset co2` (an exact GP)."""
     method = "exact" if args.dataset == "co2" else args.method
     cli.reject_unused_flags(given, method, {"inducing": ("svgp",), "batch_size": ("svgp",),
-                                            "n_particles": ("svgp",)}, method_flag="(an exact GP) --method")
+                                            "n_particles": ("svgp",), "checkpoint_every": ("svgp",),
+                                            "resume": ("svgp",)}, method_flag="(an exact GP) --method")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -200,7 +205,8 @@ def main(args: argparse.Namespace) -> int:
         result = fit_uci_split(keys[k], uci.load_uci(args.dataset, data_dir, split=k), method=args.method,
                                kernel=args.kernel, n_epochs=args.epochs, inducing=args.inducing,
                                batch_size=args.batch_size, n_particles=args.n_particles,
-                               learning_rate=args.learning_rate)
+                               learning_rate=args.learning_rate,
+                               **cli.checkpoint_options(args, out, subdir=f"split_{k}"))
         print(f"split {k}: rmse {result['rmse']:.3f}, nll {result['nll']:.3f} ({result['seconds']:.1f} s)")
         results.append(result)
     metrics = {name: cli.split_summary([r[name] for r in results]) for name in ("rmse", "nll", "seconds")}
