@@ -7,9 +7,9 @@ Run: `python -m benchmarks.gp_uci [--data-dir DIR] [--datasets ...] [--splits K]
    minibatches of 5000 points, 20 samples of q per step, Adam 0.01) on the first K published splits
    of each data set in `--datasets`; RMSE and NLL in original units, mean (standard error) over
    splits. The splits of a data set have equal sizes, so one compiled training program serves them
-   all (each row records `compiled_programs`, the number of `inference.fit` programs built so far). ZhuSuan's `svgp.py`
-   reports Boston RMSE 2.90 (0.40) / NLL 2.52 (0.10) and Protein RMSE 4.49 (0.03) / NLL 2.93
-   (0.01) with 100 inducing points.
+   all (each row records `compiled_programs`, the number of `inference.fit` programs built so far).
+   ZhuSuan's `svgp.py` reports Boston RMSE 2.90 (0.40) / NLL 2.52 (0.10) and Protein RMSE 4.49 (0.03) /
+   NLL 2.93 (0.01) with 100 inducing points.
 2. Exact GP (RBF-ARD, type-II ML by Adam) against scikit-learn's `GaussianProcessRegressor` with the
    same kernel (`ConstantKernel * RBF(ARD) + WhiteKernel`, L-BFGS-B, 2 restarts) on Boston split 0.
 
@@ -28,11 +28,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from inference.train_step import build_program
 from models import cli
 from models.data import uci
 from models.gp import cli as gp
 from models.gp import exact as gp_exact
-from inference.train_step import build_program
 
 ZHUSUAN = {"boston": {"rmse": (2.90, 0.40), "nll": (2.52, 0.10)},
            "protein": {"rmse": (4.49, 0.03), "nll": (2.93, 0.01)}}
