@@ -81,8 +81,9 @@ def exact_vs_sklearn(data_dir, results, out, n_steps=500):
     d = data.x_train.shape[1]
     x, y = np.asarray(data.x_train, np.float32), np.asarray(data.y_train, np.float32)
     start = time.perf_counter()
-    hyper, trace = gp_exact.fit_exact(x, y, "rbf", gp_exact.init_params(d, lengthscale=float(np.sqrt(d))),
-                                      n_steps=n_steps, learning_rate=0.05)
+    fitted = gp_exact.fit_exact(x, y, "rbf", gp_exact.init_params(d, lengthscale=float(np.sqrt(d))),
+                                n_steps=n_steps, learning_rate=0.05)
+    hyper, trace = fitted.params, fitted.history["log_marginal_likelihood"]
     mean, var = gp_exact.exact_posterior(hyper, x, y, np.asarray(data.x_test, np.float32))
     var = np.asarray(var + np.exp(hyper.log_noise_variance), np.float64) * data.y_std**2
     mean = data.unstandardize_y(np.asarray(mean, np.float64))

@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SVGP samples of q per step")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
     parser.add_argument("--kernel", default="rbf", choices=sorted(gp_exact.STATIONARY_KERNELS))
-    cli.add_checkpoint_arguments(parser)   # SVGP: one checkpoint directory per split
+    cli.add_checkpoint_arguments(parser)   # one checkpoint directory per UCI split
 
 
 def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
@@ -71,18 +71,16 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
       n_particles: SVGP samples of q per step.
       learning_rate: Adam's step size.
       progress_bar: show the SVGP's training bar.
-      **fit_options: SVGP: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`).
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`).
 
     Returns:
       `{"rmse": float, "nll": float, "seconds": float}`.
 
     Raises:
-      ValueError: an unknown method, a count below 1, or `fit_options` with the exact GP.
+      ValueError: an unknown method, or a count below 1.
     """
     if method not in ("svgp", "exact"):
         raise ValueError(f"fit_uci_split: method must be 'svgp' or 'exact', got {method!r}")
-    if method == "exact" and fit_options:
-        raise ValueError(f"fit_uci_split: {sorted(fit_options)} apply to method='svgp' only")
     for name, value in (("n_epochs", n_epochs), ("inducing", inducing), ("batch_size", batch_size),
                         ("n_particles", n_particles)):
         if value < 1:
@@ -93,7 +91,8 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
     hyper = gp_exact.init_params(x.shape[1], lengthscale=float(np.sqrt(x.shape[1])), noise_variance=0.1)
     start = time.perf_counter()
     if method == "exact":
-        hyper, _ = gp_exact.fit_exact(x, y, kernel, hyper, n_steps=n_epochs, learning_rate=learning_rate)
+        hyper = gp_exact.fit_exact(x, y, kernel, hyper, n_steps=n_epochs, learning_rate=learning_rate,
+                                   progress_bar=progress_bar, **fit_options).params
         mean, variance = gp_exact.exact_posterior(hyper, x, y, x_test, kernel)
         variance = variance + jnp.exp(hyper.log_noise_variance)
     else:
@@ -139,8 +138,9 @@ def _run_co2(args, out) -> dict:
     start = CO2Params(jnp.log(jnp.array([1.0, 50.0])), jnp.log(jnp.array([0.01, 100.0, 1.0, 1.0])),
                       jnp.log(jnp.array([0.01, 1.0])), jnp.log(jnp.array(0.001)))
     begin = time.perf_counter()
-    params, trace = gp_exact.fit_exact(x[is_train], y[is_train], co2_kernel, start,
-                                       n_steps=min(args.epochs, 1000), learning_rate=0.02)
+    result = gp_exact.fit_exact(x[is_train], y[is_train], co2_kernel, start, n_steps=min(args.epochs, 1000),
+                                learning_rate=0.02, **cli.checkpoint_options(args, out))
+    params, trace = result.params, result.history["log_marginal_likelihood"]
     x_plot = jnp.linspace(0.0, 2005.0 - offset, 600)[:, None]
     mean, var = gp_exact.exact_posterior(params, x[is_train], y[is_train],
                                          jnp.concatenate([x[~is_train], x_plot]), co2_kernel)
@@ -182,8 +182,7 @@ def check_flags(args: argparse.Namespace, given: set[str]) -> None:
     """Refuses SVGP-only flags with `--method exact` or `--dataset co2` (an exact GP)."""
     method = "exact" if args.dataset == "co2" else args.method
     cli.reject_unused_flags(given, method, {"inducing": ("svgp",), "batch_size": ("svgp",),
-                                            "n_particles": ("svgp",), "checkpoint_every": ("svgp",),
-                                            "resume": ("svgp",)}, method_flag="(an exact GP) --method")
+                                            "n_particles": ("svgp",)}, method_flag="(an exact GP) --method")
 
 
 def main(args: argparse.Namespace) -> int:

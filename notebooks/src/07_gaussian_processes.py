@@ -130,14 +130,15 @@ start = CO2Params(log_trend=jnp.log(jnp.array([1.0, 50.0])),
 # With the latent function integrated out, the GP is one DSL node,
 # `y ~ N(0, K(x, x) + noise_variance I)` (`gp_exact.build_exact_gp`): observing the targets, its
 # `log_joint()` is the log marginal likelihood `log p(y | x, hyperparameters)`.
-# `gp_exact.fit_exact` maximises it with Adam in one jitted `lax.scan`, and returns its trace.
+# `gp_exact.fit_exact` maximises it with Adam (full-batch steps through `inference.fit`), and its
+# history holds the trace.
 
 # %%
 model = gp_exact.build_exact_gp(start, x_train, co2_kernel)
 print("log p(y | x) at the start:", model.observe(y=y_train).log_joint(), "nats")
 
-params, trace = gp_exact.fit_exact(x_train, y_train, co2_kernel, start, n_steps=N_STEPS_CO2,
-                                   learning_rate=0.02)
+co2_fit = gp_exact.fit_exact(x_train, y_train, co2_kernel, start, n_steps=N_STEPS_CO2, learning_rate=0.02)
+params, trace = co2_fit.params, co2_fit.history["log_marginal_likelihood"]
 trend, season, irregular = (np.exp(np.asarray(p)) for p in params[:3])
 print(f"log p(y | x) after {N_STEPS_CO2} steps: {float(trace[-1]):.1f} nats")
 print(f"trend lengthscale {trend[1]:.0f} y; season: period {season[3]:.3f} y, amplitude "

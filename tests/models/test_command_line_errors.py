@@ -86,7 +86,6 @@ def test_overwrite_and_resume_accept_a_used_out(tmp_path):
     (["lda", "--steps", "3"], "--steps is not used by --method svi"),
     (["lda", "--method", "lntm", "--steps", "3"], "--steps is not used by --method lntm"),
     (["gp", "--method", "exact", "--inducing", "5"], "--inducing is not used"),
-    (["gp", "--dataset", "co2", "--checkpoint-every", "5"], "--checkpoint-every is not used"),
     (["bnn", "--method", "sghmc", "--resume"], "--resume is not used by --method sghmc"),
     (["vae", "--baseline", "nvil"], "--baseline is not used by --latent gaussian"),
     (["vae", "--latent", "bernoulli", "--temperature", "0.3"],
