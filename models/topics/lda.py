@@ -202,38 +202,40 @@ def fit_lda(key: jax.Array, counts, n_topics: int, n_epochs: int = 500, batch_si
                          batch_size=int(batch_size), progress_bar=progress_bar, **fit_options)
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "alpha", "n_particles", "learning_rate"))
-def _infer(key, topics, counts, *, n_steps, alpha, n_particles, learning_rate):
-    n_docs, n_topics = counts.shape[0], topics.shape[0]
-    params = LDAParams(jnp.zeros_like(topics), jnp.zeros([n_docs, n_topics]))  # concentrations 1
-    optimizer = optax.chain(optax.zero_nans(), optax.adam(learning_rate))
+@functools.lru_cache(maxsize=16)   # one loss per configuration, so later calls reuse fit's compiled program
+def _theta_loss(n_docs: int, alpha: float, n_particles: int, learning_rate: float):
+    def loss_fn(params, key, counts, topics):                   # the fixed topics ride in fit's state
+        cost, value = _elbo_cost(key, params, counts, None, n_docs, alpha, 1.0, n_particles, topics)
+        return cost, (topics, {"elbo": jnp.mean(value)})
 
-    def step(carry, key_step):
-        p, opt_state = carry
-        grads = jax.grad(lambda p: _elbo_cost(key_step, p, counts, None, n_docs, alpha, 1.0, n_particles,
-                                              topics)[0])(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, n_steps))
-    c = _concentration(params.doc_raw)
-    return c / jnp.sum(c, -1, keepdims=True)
+    return optax.adam(learning_rate), loss_fn
 
 
 def infer_document_topics(key: jax.Array, topics: jax.Array, counts, alpha: float = 0.1, n_steps: int = 300,
                           n_particles: int = 1, learning_rate: float = 0.1) -> jax.Array:
     """E_q[theta] for documents under fixed topics, by SGVB on q(theta) = Dir (phi observed).
 
+    Adam on the whole set's SGVB cost, `n_steps` full-batch steps through `inference.fit`, from
+    concentrations 1.
+
     Args:
       key: a JAX PRNG key.
       topics: `[n_topics, n_vocab]`, rows on the simplex (e.g. `topic_word_means`).
       counts: `[n_docs, n_vocab]`.
+      alpha: the symmetric Dirichlet prior of theta.
+      n_steps: Adam steps; n_particles: samples of q per step; learning_rate: Adam's step size.
 
     Returns:
       `[n_docs, n_topics]` topic proportions.
     """
-    return _infer(key, jnp.asarray(topics), jnp.asarray(counts, jnp.float32), n_steps=n_steps, alpha=alpha,
-                  n_particles=n_particles, learning_rate=learning_rate)
+    topics, counts = jnp.asarray(topics, jnp.float32), jnp.asarray(counts, jnp.float32)
+    n_docs = counts.shape[0]
+    params = LDAParams(jnp.zeros_like(topics), jnp.zeros([n_docs, topics.shape[0]]))  # concentrations 1
+    optimizer, loss_fn = _theta_loss(int(n_docs), float(alpha), int(n_particles), float(learning_rate))
+    result = inference.fit(key, loss_fn, params, optimizer, counts, n_epochs=int(n_steps), batch_size=n_docs,
+                           shuffle=False, state=topics, progress_bar=False)
+    c = _concentration(result.params.doc_raw)
+    return c / jnp.sum(c, -1, keepdims=True)
 
 
 @functools.partial(jax.jit, static_argnames=("n_iterations",))
