@@ -106,21 +106,24 @@ def test_svgp_fit_predicts_a_smooth_function(key):
 
 
 def test_fit_svgp_reuses_its_program_and_resumes_exactly(key, tmp_path):
-    # 23 points in batches of 5: 4 steps per epoch (3 points sit out each epoch). A second data set of
-    # the same shape reuses fit's compiled program; a run stopped after 2 of 3 epochs and resumed from
-    # its checkpoint ends with the parameters of the uninterrupted run, bit for bit (same key, CPU).
+    # 23 points in batches of 5: 4 steps per epoch (3 points sit out each epoch). Every run checkpoints
+    # each epoch, so all share one program: a second data set of the same shape reuses it; a run
+    # stopped after 2 of 3 epochs and resumed from its checkpoint ends with the parameters of the
+    # uninterrupted run, bit for bit (same key, CPU).
     from inference.train_step import build_program
 
     x, y = _data(key, n=23, d=2)
     params = svgp.init_svgp_params(key, x, 4, gp_exact.init_params(2))
     options = dict(batch_size=5, n_particles=2)
-    whole = svgp.fit_svgp(key, params, x, y, n_epochs=3, **options)
+    whole = svgp.fit_svgp(key, params, x, y, n_epochs=3, checkpoint_dir=tmp_path / "whole", **options)
     assert whole.history["elbo"].shape == (3,) and np.all(np.isfinite(whole.history["elbo"]))
     misses = build_program.cache_info().misses
-    svgp.fit_svgp(jax.random.key(9), params, x + 1.0, y, n_epochs=3, **options)
+    svgp.fit_svgp(jax.random.key(9), params, x + 1.0, y, n_epochs=3, checkpoint_dir=tmp_path / "other",
+                  **options)
+    svgp.fit_svgp(key, params, x, y, n_epochs=2, checkpoint_dir=tmp_path / "cut", **options)
+    resumed = svgp.fit_svgp(key, params, x, y, n_epochs=3, checkpoint_dir=tmp_path / "cut", resume=True,
+                            **options)
     assert build_program.cache_info().misses == misses
-    svgp.fit_svgp(key, params, x, y, n_epochs=2, checkpoint_dir=tmp_path, **options)
-    resumed = svgp.fit_svgp(key, params, x, y, n_epochs=3, checkpoint_dir=tmp_path, resume=True, **options)
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="n_epochs"):
