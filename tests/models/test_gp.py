@@ -86,14 +86,17 @@ def test_svgp_elbo_equals_evidence_with_optimal_q(key):
         assert np.all(np.asarray(lower) < evidence - 0.5)
 
 
-def test_svgp_fit_predicts_a_smooth_function(key):
+def test_svgp_fit_predicts_a_smooth_function_and_resumes_exactly(key, tmp_path):
+    from inference.train_step import build_program
+
     key_data, key_init, key_fit = jax.random.split(key, 3)
     x, y = _data(key_data, n=200, d=1)
     y = jnp.sin(2 * x[:, 0]) + 0.1 * jax.random.normal(key_data, (200,))
     params = svgp.init_svgp_params(key_init, x, 15, gp_exact.init_params(1))
-    # 200 points in batches of 50: 4 Adam steps per epoch, 400 steps in all
-    result = svgp.fit_svgp(key_fit, params, x, y, n_epochs=100, batch_size=50, n_particles=4,
-                           learning_rate=0.03)
+    # 200 points in batches of 50: 4 Adam steps per epoch, 400 steps in all. Every run checkpoints
+    # every 50 epochs, so all three share one compiled program (50 epochs a call)
+    options = dict(batch_size=50, n_particles=4, learning_rate=0.03, checkpoint_every=50)
+    result = svgp.fit_svgp(key_fit, params, x, y, n_epochs=100, checkpoint_dir=tmp_path / "whole", **options)
     x_test = jnp.linspace(-1.5, 1.5, 30)[:, None]
     mean, var = svgp.predict_svgp(result.params, x_test)
     # noise std 0.1: a working fit is within 0.15 RMSE of the truth (an unfitted one is ~0.7 off)
@@ -101,30 +104,16 @@ def test_svgp_fit_predicts_a_smooth_function(key):
     elbo = result.history["elbo"]
     assert elbo.shape == (100,) and np.all(var > 0) and np.mean(elbo[-10:]) > np.mean(elbo[:10])
     assert result.history["n_skipped"].sum() == 0
-    with pytest.raises(ValueError, match="n_inducing"):
-        svgp.init_svgp_params(key_init, x, 500, gp_exact.init_params(1))
-
-
-def test_fit_svgp_reuses_its_program_and_resumes_exactly(key, tmp_path):
-    # 23 points in batches of 5: 4 steps per epoch (3 points sit out each epoch). Every run checkpoints
-    # each epoch, so all share one program: a second data set of the same shape reuses it; a run
-    # stopped after 2 of 3 epochs and resumed from its checkpoint ends with the parameters of the
-    # uninterrupted run, bit for bit (same key, CPU).
-    from inference.train_step import build_program
-
-    x, y = _data(key, n=23, d=2)
-    params = svgp.init_svgp_params(key, x, 4, gp_exact.init_params(2))
-    options = dict(batch_size=5, n_particles=2)
-    whole = svgp.fit_svgp(key, params, x, y, n_epochs=3, checkpoint_dir=tmp_path / "whole", **options)
-    assert whole.history["elbo"].shape == (3,) and np.all(np.isfinite(whole.history["elbo"]))
+    # stopped after 50 of 100 epochs and resumed from its checkpoint: the parameters of the
+    # uninterrupted run, bit for bit (same key, CPU), and no new program
     misses = build_program.cache_info().misses
-    svgp.fit_svgp(jax.random.key(9), params, x + 1.0, y, n_epochs=3, checkpoint_dir=tmp_path / "other",
-                  **options)
-    svgp.fit_svgp(key, params, x, y, n_epochs=2, checkpoint_dir=tmp_path / "cut", **options)
-    resumed = svgp.fit_svgp(key, params, x, y, n_epochs=3, checkpoint_dir=tmp_path / "cut", resume=True,
+    svgp.fit_svgp(key_fit, params, x, y, n_epochs=50, checkpoint_dir=tmp_path / "cut", **options)
+    resumed = svgp.fit_svgp(key_fit, params, x, y, n_epochs=100, checkpoint_dir=tmp_path / "cut", resume=True,
                             **options)
     assert build_program.cache_info().misses == misses
-    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
+    for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(resumed.params), strict=True):
         np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="n_inducing"):
+        svgp.init_svgp_params(key_init, x, 500, gp_exact.init_params(1))
     with pytest.raises(ValueError, match="n_epochs"):
         svgp.fit_svgp(key, params, x, y, n_epochs=0)
