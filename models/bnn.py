@@ -187,7 +187,8 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
         n_epochs: int = 200, batch_size: int = 32, n_chains: int = 4, burnin_epochs: int | None = None,
         learning_rate: float | None = None, friction: float = 0.2, noise_prior: tuple = NOISE_PRIOR,
         weight_prior: tuple | None = WEIGHT_PRIOR, n_samples: int = 100,
-        progress_bar: bool = False, **deprecated) -> Posterior:
+        progress_bar: bool = False, checkpoint_dir=None, checkpoint_every: int = 1, resume=False,
+        **deprecated) -> Posterior:
     """Fits the BNN to standardised training data.
 
     Args:
@@ -207,6 +208,8 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
         precision (see `build_bnn`).
       n_samples: SGVB: how many weight samples to draw from q for prediction.
       progress_bar: show a progress bar.
+      checkpoint_dir, checkpoint_every, resume: SGVB: as in `inference.fit` (a resumed run draws
+        the same samples as an uninterrupted one); SG-MCMC methods take none of them.
       **deprecated: `epochs` (use `n_epochs`), `show_progress` (use `progress_bar`), with a
         `DeprecationWarning`.
 
@@ -214,7 +217,7 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
       A `Posterior` (SG-MCMC: one sample per chain per epoch).
 
     Raises:
-      ValueError: an unknown method or bad sizes.
+      ValueError: an unknown method or bad sizes, or checkpoint options with an SG-MCMC method.
     """
     renamed = renamed_arguments(deprecated, {"epochs": "n_epochs", "show_progress": "progress_bar"},
                                 "bnn.fit")
@@ -222,6 +225,10 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
     progress_bar = renamed.get("progress_bar", progress_bar)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    fit_options = {} if checkpoint_dir is None and not resume else \
+        {"checkpoint_dir": checkpoint_dir, "checkpoint_every": checkpoint_every, "resume": resume}
+    if fit_options and method != "sgvb":
+        raise ValueError(f"checkpoint_dir and resume are for method='sgvb' (inference.fit), not {method!r}")
     if n_epochs < 1 or batch_size < 1 or n_chains < 1:
         raise ValueError(f"n_epochs, batch_size and n_chains must be >= 1, got {n_epochs}, {batch_size}, "
                          f"{n_chains}")
@@ -231,11 +238,12 @@ def fit(key: jax.Array, data: uci.Standardized, *, method: str = "sghmc", n_hidd
     with jax.threefry_partitionable(False):
         weight_prior = None if weight_prior is None else tuple(map(float, weight_prior))
         return _fit(key, data, method, n_hidden, n_epochs, batch_size, n_chains, burnin_epochs, learning_rate,
-                    friction, tuple(map(float, noise_prior)), weight_prior, n_samples, progress_bar)
+                    friction, tuple(map(float, noise_prior)), weight_prior, n_samples, progress_bar,
+                    fit_options)
 
 
 def _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epochs, learning_rate, friction,
-         noise_prior, weight_prior, n_samples, show_progress):
+         noise_prior, weight_prior, n_samples, show_progress, fit_options):
     x, y = jnp.asarray(data.x_train, jnp.float32), jnp.asarray(data.y_train, jnp.float32)
     n_train = x.shape[0]
     layer_sizes = (x.shape[1], int(n_hidden), 1)
@@ -243,7 +251,7 @@ def _fit(key, data, method, n_hidden, epochs, batch_size, n_chains, burnin_epoch
     key_init, key_run = jax.random.split(key)
     if method == "sgvb":
         return _fit_sgvb(key_run, x, y, layer_sizes, epochs, batch_size, learning_rate or 0.01, noise_prior,
-                         weight_prior, n_samples, show_progress)
+                         weight_prior, n_samples, show_progress, fit_options)
     sampler = make_sampler(method, n_train, learning_rate, friction)
     init = jax.vmap(lambda k: init_latent(k, layer_sizes, weight_prior))(jax.random.split(key_init, n_chains))
     n_batches = n_train // batch_size
@@ -273,7 +281,7 @@ def _sgvb_loss(layer_sizes, n_train, batch_size, learning_rate, noise_prior, wei
 
 
 def _fit_sgvb(key, x, y, layer_sizes, epochs, batch_size, learning_rate, noise_prior, weight_prior, n_samples,
-              show_progress):
+              show_progress, fit_options):
     shapes = {name: (n_out, n_in + 1) for name, n_in, n_out in
               zip(weight_names(layer_sizes), layer_sizes[:-1], layer_sizes[1:], strict=True)}
     key_init, key_train, key_draw = jax.random.split(key, 3)
@@ -285,7 +293,7 @@ def _fit_sgvb(key, x, y, layer_sizes, epochs, batch_size, learning_rate, noise_p
     optimizer, loss = _sgvb_loss(layer_sizes, x.shape[0], batch_size, learning_rate, noise_prior,
                                  weight_prior)
     params = inference.fit(key_train, loss, params, optimizer, (x, y), n_epochs=epochs, batch_size=batch_size,
-                           progress_bar=show_progress).params
+                           progress_bar=show_progress, **fit_options).params
     q = build_mean_field(params, n_samples).observe(key_draw)
     samples = {name: np.asarray(q[name].value) for name in params}
     return Posterior(samples, layer_sizes)
@@ -329,11 +337,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden", type=cli.positive_int, default=None,
                         help="hidden units (default: the data set's)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_checkpoint_arguments(parser)   # SGVB: one checkpoint directory per split
 
 
 def check_flags(args: argparse.Namespace, given: set[str]) -> None:
-    """Refuses `--n-chains` with `--method sgvb` (one variational posterior, no chains)."""
-    cli.reject_unused_flags(given, args.method, {"n_chains": tuple(m for m in METHODS if m != "sgvb")})
+    """Refuses `--n-chains` with `--method sgvb` (one variational posterior, no chains), and the
+    checkpoint flags with the SG-MCMC methods (only SGVB trains through `inference.fit`)."""
+    sg_mcmc = tuple(m for m in METHODS if m != "sgvb")
+    cli.reject_unused_flags(given, args.method, {"n_chains": sg_mcmc, "checkpoint_every": ("sgvb",),
+                                                 "resume": ("sgvb",)})
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -349,7 +361,7 @@ def run(args: argparse.Namespace) -> dict:
         posterior = fit(jax.random.fold_in(jax.random.key(args.seed), k), data, method=args.method,
                         n_hidden=args.hidden or split.n_hidden, n_epochs=args.epochs,
                         batch_size=args.batch_size, n_chains=args.n_chains, learning_rate=args.learning_rate,
-                        progress_bar=not args.quiet)
+                        progress_bar=not args.quiet, **cli.checkpoint_options(args, out, subdir=f"split_{k}"))
         per_split.append(evaluate(posterior, data))
         if not args.quiet:
             last = per_split[-1]

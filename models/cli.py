@@ -117,13 +117,19 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
                              "when there is none); an existing --out is then expected")
 
 
-def checkpoint_options(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def checkpoint_options(args: argparse.Namespace, out: Path, subdir: str | None = None) -> dict[str, Any]:
     """`inference.fit`'s `checkpoint_dir`, `checkpoint_every` and `resume` from the flags of
-    `add_checkpoint_arguments` (no checkpoints when neither flag is given)."""
+    `add_checkpoint_arguments` (no checkpoints when neither flag is given).
+
+    `subdir` names one fit's own directory under `--out/checkpoints` when a command runs several
+    (e.g. `split_3` of a UCI benchmark): a resumed command skips the fits already finished.
+    """
     every, resume = getattr(args, "checkpoint_every", None), getattr(args, "resume", False)
     if every is None and not resume:
         return {}
-    return {"checkpoint_dir": Path(out) / "checkpoints", "checkpoint_every": every or 1, "resume": resume}
+    directory = Path(out) / "checkpoints"
+    directory = directory if subdir is None else directory / subdir
+    return {"checkpoint_dir": directory, "checkpoint_every": every or 1, "resume": resume}
 
 
 def add_mnist_arguments(parser: argparse.ArgumentParser, default_epochs: dict[str, int]) -> None:

@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SVGP samples of q per step")
     parser.add_argument("--learning-rate", type=float, default=0.01, help="Adam step size")
     parser.add_argument("--kernel", default="rbf", choices=sorted(gp_exact.STATIONARY_KERNELS))
+    cli.add_checkpoint_arguments(parser)   # one checkpoint directory per UCI split
 
 
 def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float:
@@ -56,7 +57,7 @@ def gaussian_nll(y: np.ndarray, mean: np.ndarray, variance: np.ndarray) -> float
 
 def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", kernel: str = "rbf",
                   n_epochs: int = 5000, inducing: int = 100, batch_size: int = 5000, n_particles: int = 10,
-                  learning_rate: float = 0.01) -> dict:
+                  learning_rate: float = 0.01, progress_bar: bool = False, **fit_options) -> dict:
     """Fits one UCI split with `method` and returns its `rmse` and `nll` in original units.
 
     Args:
@@ -69,6 +70,8 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
       batch_size: SVGP minibatch size (capped at the training size).
       n_particles: SVGP samples of q per step.
       learning_rate: Adam's step size.
+      progress_bar: show the SVGP's training bar.
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`).
 
     Returns:
       `{"rmse": float, "nll": float, "seconds": float}`.
@@ -88,16 +91,16 @@ def fit_uci_split(key: jax.Array, split: uci.UCISplit, *, method: str = "svgp", 
     hyper = gp_exact.init_params(x.shape[1], lengthscale=float(np.sqrt(x.shape[1])), noise_variance=0.1)
     start = time.perf_counter()
     if method == "exact":
-        hyper, _ = gp_exact.fit_exact(x, y, kernel, hyper, n_steps=n_epochs, learning_rate=learning_rate)
+        hyper = gp_exact.fit_exact(x, y, kernel, hyper, n_steps=n_epochs, learning_rate=learning_rate,
+                                   progress_bar=progress_bar, **fit_options).params
         mean, variance = gp_exact.exact_posterior(hyper, x, y, x_test, kernel)
         variance = variance + jnp.exp(hyper.log_noise_variance)
     else:
         key_init, key_fit = jax.random.split(key)
         params = svgp.init_svgp_params(key_init, x, min(inducing, x.shape[0]), hyper)
-        batch = min(batch_size, x.shape[0])
-        n_steps = n_epochs * (x.shape[0] // batch)   # the ragged last batch is dropped each epoch
-        params, _ = svgp.fit_svgp(key_fit, params, x, y, kernel, n_steps=n_steps, batch_size=batch,
-                                  n_particles=n_particles, learning_rate=learning_rate)
+        params = svgp.fit_svgp(key_fit, params, x, y, kernel, n_epochs=n_epochs, batch_size=batch_size,
+                               n_particles=n_particles, learning_rate=learning_rate,
+                               progress_bar=progress_bar, **fit_options).params
         mean, variance = svgp.predict_svgp(params, x_test, kernel)
     mean, variance = jax.block_until_ready((mean, variance))
     seconds = time.perf_counter() - start
@@ -135,8 +138,9 @@ def _run_co2(args, out) -> dict:
     start = CO2Params(jnp.log(jnp.array([1.0, 50.0])), jnp.log(jnp.array([0.01, 100.0, 1.0, 1.0])),
                       jnp.log(jnp.array([0.01, 1.0])), jnp.log(jnp.array(0.001)))
     begin = time.perf_counter()
-    params, trace = gp_exact.fit_exact(x[is_train], y[is_train], co2_kernel, start,
-                                       n_steps=min(args.epochs, 1000), learning_rate=0.02)
+    result = gp_exact.fit_exact(x[is_train], y[is_train], co2_kernel, start, n_steps=min(args.epochs, 1000),
+                                learning_rate=0.02, **cli.checkpoint_options(args, out))
+    params, trace = result.params, result.history["log_marginal_likelihood"]
     x_plot = jnp.linspace(0.0, 2005.0 - offset, 600)[:, None]
     mean, var = gp_exact.exact_posterior(params, x[is_train], y[is_train],
                                          jnp.concatenate([x[~is_train], x_plot]), co2_kernel)
@@ -200,7 +204,8 @@ def main(args: argparse.Namespace) -> int:
         result = fit_uci_split(keys[k], uci.load_uci(args.dataset, data_dir, split=k), method=args.method,
                                kernel=args.kernel, n_epochs=args.epochs, inducing=args.inducing,
                                batch_size=args.batch_size, n_particles=args.n_particles,
-                               learning_rate=args.learning_rate)
+                               learning_rate=args.learning_rate,
+                               **cli.checkpoint_options(args, out, subdir=f"split_{k}"))
         print(f"split {k}: rmse {result['rmse']:.3f}, nll {result['nll']:.3f} ({result['seconds']:.1f} s)")
         results.append(result)
     metrics = {name: cli.split_summary([r[name] for r in results]) for name in ("rmse", "nll", "seconds")}

@@ -175,70 +175,60 @@ def predict_svgp(params: SVGPParams, x: jax.Array, kernel: str = "rbf",
     return proj @ params.q_mean, variance + spread + jnp.exp(params.hyper.log_noise_variance)
 
 
-def fit_svgp(key: jax.Array, params: SVGPParams, x: np.ndarray, y: np.ndarray, kernel: str = "rbf",
-             n_steps: int = 5000, batch_size: int = 5000, n_particles: int = 10,
-             learning_rate: float = 0.01, jitter: float = 1e-6) -> tuple[SVGPParams, jax.Array]:
-    """Fits an SVGP by Adam on the minibatch SGVB cost (one jit, one `lax.scan`).
+@functools.lru_cache(maxsize=16)   # one loss per configuration, so later fits reuse fit's compiled program
+def _svgp_loss(n_train: int, kernel, n_particles: int, jitter: float, learning_rate: float):
+    def loss_fn(params, key, batch, state):
+        xb, yb = batch
+        lb = svgp_elbo(key, params, xb, yb, n_train, kernel, n_particles, jitter)
+        return lb.sgvb(), (state, {"elbo": lb.value / n_train})
+
+    return optax.adam(learning_rate), loss_fn
+
+
+def fit_svgp(key: jax.Array, params: SVGPParams, x: np.ndarray, y: np.ndarray, kernel: str = "rbf", *,
+             n_epochs: int = 100, batch_size: int = 5000, n_particles: int = 10,
+             learning_rate: float = 0.01, jitter: float = 1e-6, progress_bar: bool = False,
+             **fit_options) -> inference.TrainResult:
+    """Fits an SVGP by Adam on the minibatch SGVB cost, through `inference.fit`.
 
     Minibatches are as in ZhuSuan's example: the training set is shuffled once per epoch and cut
-    into `N // B` batches of `B = min(batch_size, N)` points; the `N mod B` points left over are
-    dropped from that epoch (a different random subset each epoch), so every step has the same
-    shape and nothing recompiles. The shuffle is one permutation per epoch, not one per step.
-    The compiled program depends only on the shapes and the static arguments, so fits of data
-    sets of equal size (e.g. the splits of a UCI benchmark) reuse it.
+    into `N // B` batches of `B = min(batch_size, N)` points; the `N mod B` points left over sit
+    out that epoch (a different random subset each epoch), so every step has the same shape. With
+    `B = N` every step is the whole training set. The loss function and optimiser are cached per
+    configuration, so fits of data sets of equal size (e.g. the splits of a UCI benchmark) reuse
+    `inference.fit`'s compiled program.
 
     Args:
       key: a JAX PRNG key.
       params: the starting `SVGPParams` (e.g. from `init_svgp_params`).
       x: `[N, d]`; y: `[N]` (standardised targets work best).
       kernel, jitter, n_particles: as in `svgp_elbo`.
-      n_steps: optimiser steps (`N // B` per epoch); batch_size: B; learning_rate: Adam's step size.
+      n_epochs: passes over the data (`N // B` Adam steps each); batch_size: B;
+        learning_rate: Adam's step size.
+      progress_bar: show `inference.fit`'s bar.
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`,
+        `callback_fn`, `eval_fn`, `mesh`, ...).
 
     Returns:
-      `(params, elbo_trace [n_steps])`, the trace the per-point ELBO estimate (nats).
+      An `inference.TrainResult`: `params` the fitted `SVGPParams`; `history["elbo"]` `[n_epochs]`
+      the epoch's mean minibatch estimate of the ELBO per training point (nats), `history["cost"]`
+      the SGVB cost.
 
     Raises:
-      ValueError: `x` not `[N, d]` or `y` not `[N]`, or `n_steps < 1`.
+      ValueError: `x` not `[N, d]` or `y` not `[N]`, or `n_epochs < 1`.
+
+    Example:
+      >>> params = init_svgp_params(key_init, x, 50, gp_exact.init_params(x.shape[1]))
+      >>> result = fit_svgp(key_fit, params, x, y, n_epochs=100, batch_size=64)
+      >>> mean, variance = predict_svgp(result.params, x_test)
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     if x.ndim != 2 or y.shape != (x.shape[0],) or x.shape[1] != params.inducing.shape[1]:
         raise ValueError(f"x must be [N, {params.inducing.shape[1]}] and y [N], got {x.shape}, {y.shape}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be at least 1, got {n_steps}")
-    return _fit_svgp(key, params, x, y, kernel=kernel, n_steps=n_steps, batch=min(batch_size, x.shape[0]),
-                     n_particles=n_particles, learning_rate=learning_rate, jitter=jitter)
-
-
-@functools.partial(jax.jit, static_argnames=("kernel", "n_steps", "batch", "n_particles", "learning_rate",
-                                             "jitter"))
-def _fit_svgp(key, params, x, y, *, kernel, n_steps, batch, n_particles, learning_rate, jitter):
-    n = x.shape[0]
-    optimizer = optax.adam(learning_rate)
-    steps_per_epoch = n // batch
-    n_epochs = -(-n_steps // steps_per_epoch)
-
-    def loss_fn(p, key_q, xb, yb):
-        lb = svgp_elbo(key_q, p, xb, yb, n, kernel, n_particles, jitter)
-        return lb.sgvb(), lb.value / n
-
-    def step(carry, inputs):
-        p, opt_state = carry
-        index, key_q, is_live = inputs
-        (_, value), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, key_q, x[index], y[index])
-        updates, new_opt_state = optimizer.update(grads, opt_state, p)
-        # steps past n_steps in the last epoch leave the parameters as they are
-        new = (optax.apply_updates(p, updates), new_opt_state)
-        carry = jax.tree_util.tree_map(lambda a, b: jnp.where(is_live, a, b), new, carry)
-        return carry, value
-
-    def epoch(carry, inputs):
-        key_epoch, epoch_index = inputs
-        key_perm, key_q = jax.random.split(key_epoch)
-        order = jax.random.permutation(key_perm, n) if steps_per_epoch > 1 or batch < n else jnp.arange(n)
-        batches = order[:steps_per_epoch * batch].reshape(steps_per_epoch, batch)
-        is_live = epoch_index * steps_per_epoch + jnp.arange(steps_per_epoch) < n_steps
-        return jax.lax.scan(step, carry, (batches, jax.random.split(key_q, steps_per_epoch), is_live))
-
-    inputs = (jax.random.split(key, n_epochs), jnp.arange(n_epochs))
-    (params, _), trace = jax.lax.scan(epoch, (params, optimizer.init(params)), inputs)
-    return params, trace.reshape(-1)[:n_steps]
+    if not isinstance(n_epochs, (int, np.integer)) or n_epochs < 1:
+        raise ValueError(f"n_epochs must be an int >= 1, got {n_epochs!r}")
+    optimizer, loss_fn = _svgp_loss(int(x.shape[0]), kernel, int(n_particles), float(jitter),
+                                    float(learning_rate))
+    return inference.fit(key, loss_fn, params, optimizer, (x, y), n_epochs=int(n_epochs),
+                         batch_size=min(int(batch_size), x.shape[0]), progress_bar=progress_bar,
+                         **fit_options)

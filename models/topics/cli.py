@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cli.add_common_arguments(parser, name="lda", method="svi", methods=["svi", "sgvb", "lntm"], epochs=100,
                              data_dir=False)
     parser.add_argument("--topics", type=cli.positive_int, default=10, help="number of topics K")
-    parser.add_argument("--steps", type=cli.positive_int, default=3000, help="sgvb: optimiser steps")
+    parser.add_argument("--steps", type=cli.positive_int, default=3000,
+                        help="sgvb: optimiser steps (rounded up to whole epochs)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="documents per SVI step")
     parser.add_argument("--alpha", type=float, default=0.1, help="Dirichlet prior of the topic proportions")
     parser.add_argument("--beta", type=float, default=0.3, help="svi, sgvb: Dirichlet prior of the topics")
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="lntm: AIS chains per test document")
     parser.add_argument("--ais-temperatures", type=cli.positive_int, default=500,
                         help="lntm: AIS temperatures")
+    cli.add_checkpoint_arguments(parser)
 
 
 def top_words(topics: np.ndarray, vocab: list[str], n: int = 10) -> list[list[str]]:
@@ -78,11 +80,12 @@ def sklearn_perplexity(train, observed, held_out, n_topics: int, seed: int) -> t
     return lda_model.document_completion_perplexity(model.transform, topics, observed, held_out), seconds
 
 
-def _fit_svi(args, key, train, vocab_size):
+def _fit_svi(args, key, train, vocab_size, fit_options):
     """LDA by natural-gradient SVI; returns `(topics, {metric: proportions_fn}, trace, extra, None)`."""
     config = online_lda.OnlineLDAConfig(alpha=args.alpha, beta=args.beta)
     result = online_lda.fit_online_lda(key, train, args.topics, n_epochs=args.epochs,
-                                       batch_size=min(args.batch_size, train.shape[0]), config=config)
+                                       batch_size=min(args.batch_size, train.shape[0]), config=config,
+                                       **fit_options)
     topics = np.asarray(jax.block_until_ready(online_lda.topic_word_means(result.params)))
     alpha, trace = args.alpha, result.history["elbo_per_token"]
     infer = lambda docs: lda_model.fixed_point_document_topics(topics, docs, alpha=alpha)
@@ -91,38 +94,47 @@ def _fit_svi(args, key, train, vocab_size):
     return topics, {"perplexity": infer}, trace, extra, None
 
 
-def _fit_sgvb(args, key, train, vocab_size):
+def _fit_sgvb(args, key, train, vocab_size, fit_options):
     """LDA by SGVB; returns `(topics, {metric: proportions_fn}, trace, extra metrics, None)`.
 
+    `--steps` optimiser steps are rounded up to whole epochs of `n_train // batch_size` steps.
     Test proportions by the mean-field fixed point (`perplexity`) and, for comparison, by SGVB on
     q(theta) (`perplexity_sgvb_theta`).
     """
     key_fit, key_infer = jax.random.split(key)
-    params, trace = lda_model.fit_lda(key_fit, train, args.topics, n_steps=args.steps,
-                                      batch_size=min(args.batch_size, train.shape[0]), alpha=args.alpha,
-                                      beta=args.beta, learning_rate=args.learning_rate)
-    topics = np.asarray(jax.block_until_ready(lda_model.topic_word_means(params)))
-    alpha = args.alpha
+    batch_size = min(args.batch_size, train.shape[0])
+    per_epoch = lda_model.steps_per_epoch(train.shape[0], batch_size)
+    n_epochs = -(-args.steps // per_epoch)
+    result = lda_model.fit_lda(key_fit, train, args.topics, n_epochs=n_epochs, batch_size=batch_size,
+                               alpha=args.alpha, beta=args.beta, learning_rate=args.learning_rate,
+                               progress_bar=True, **fit_options)
+    topics = np.asarray(jax.block_until_ready(lda_model.topic_word_means(result.params)))
+    alpha, trace = args.alpha, np.asarray(result.history["elbo"])
     infers = {"perplexity": lambda docs: lda_model.fixed_point_document_topics(topics, docs, alpha=alpha),
               "perplexity_sgvb_theta": lambda docs: lda_model.infer_document_topics(key_infer, topics, docs,
                                                                                     alpha=alpha)}
-    extra = {"steps": args.steps, "alpha": args.alpha, "beta": args.beta,
-             "final_elbo_per_token": float(np.mean(trace[-100:]) / train.sum())}
-    return topics, infers, np.asarray(trace), extra, None
+    last = max(1, -(-100 // per_epoch))                               # the epochs of the last ~100 steps
+    extra = {"steps": n_epochs * per_epoch, "epochs": n_epochs, "alpha": args.alpha, "beta": args.beta,
+             "final_elbo_per_token": float(np.mean(trace[-last:]) / train.sum()),
+             "skipped_steps": int(result.history["n_skipped"].sum())}
+    return topics, infers, trace, extra, None
 
 
-def _fit_lntm(args, key, train, vocab_size):
-    """The LNTM by Monte Carlo EM; returns `(topics, {metric: proportions_fn}, trace, extra, state)`."""
+def _fit_lntm(args, key, train, vocab_size, fit_options):
+    """The LNTM by Monte Carlo EM; returns `(topics, {metric: proportions_fn}, trace, extra, model)`."""
     key_fit, key_infer = jax.random.split(key)
     config = lntm.LNTMConfig(batch_size=min(args.batch_size, train.shape[0]), log_delta=args.log_delta,
                              learning_rate=args.lntm_learning_rate)
-    state, trace = lntm.fit_lntm(key_fit, train, args.topics, vocab_size, n_epochs=args.epochs, config=config)
-    topics = np.asarray(jax.block_until_ready(lntm.topic_word_probs(state)))
+    result = lntm.fit_lntm(key_fit, train, args.topics, vocab_size, n_epochs=args.epochs, config=config,
+                           progress_bar=True, **fit_options)
+    model = lntm.LNTMState.from_result(result)
+    topics = np.asarray(jax.block_until_ready(lntm.topic_word_probs(model)))
+    history = result.history
     extra = {"epochs": args.epochs, "log_delta": args.log_delta,
-             "final_train_log_likelihood_per_word": float(trace.log_likelihood_per_word[-1]),
-             "hmc_acceptance_rate": float(trace.acceptance_rate[-1])}
-    infer = lambda docs: np.asarray(lntm.document_topics(key_infer, state, docs, config=config)[0])
-    return topics, {"perplexity": infer}, np.asarray(trace.log_likelihood_per_word), extra, state
+             "final_train_log_likelihood_per_word": float(history["log_likelihood_per_word"][-1]),
+             "hmc_acceptance_rate": float(history["acceptance_rate"][-1])}
+    infer = lambda docs: np.asarray(lntm.document_topics(key_infer, model, docs, config=config)[0])
+    return topics, {"perplexity": infer}, np.asarray(history["log_likelihood_per_word"]), extra, model
 
 
 def _ais_metrics(args, key, state, test_counts) -> dict:
@@ -146,13 +158,17 @@ def check_flags(args: argparse.Namespace, given: set[str]) -> None:
         "ais_chains": ("lntm",), "ais_temperatures": ("lntm",)})
 
 
-def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
+def run(args: argparse.Namespace, fit_options: dict | None = None) -> tuple[dict, np.ndarray]:
     """Fits and evaluates as described in the module docstring.
+
+    Args:
+      args: the parsed flags.
+      fit_options: passed to `inference.fit` (checkpoints: `models.cli.checkpoint_options`).
 
     Returns:
       `(metrics, trace)`: the metrics dict written to `metrics.json`, and the SVI bound per token
-      (`[epochs]`, nats), the SGVB ELBO trace (`[steps]`, nats) or the LNTM's training
-      log-likelihood per word (`[epochs]`, nats).
+      (`[epochs]`, nats), the SGVB ELBO (`[epochs]`, nats, each the mean of the epoch's minibatch
+      estimates) or the LNTM's training log-likelihood per word (`[epochs]`, nats).
 
     Raises:
       ValueError: only one of `--docword` and `--vocab` given.
@@ -167,7 +183,8 @@ def run(args: argparse.Namespace) -> tuple[dict, np.ndarray]:
     key_fit, key_ais = jax.random.split(jax.random.key(args.seed))
     start = time.perf_counter()
     fit = {"svi": _fit_svi, "sgvb": _fit_sgvb, "lntm": _fit_lntm}[args.method]
-    topics, infers, trace, extra, state = fit(args, key_fit, counts[train_index], counts.shape[1])
+    topics, infers, trace, extra, state = fit(args, key_fit, counts[train_index], counts.shape[1],
+                                              fit_options or {})
     seconds = time.perf_counter() - start
     metrics = {name: lda_model.document_completion_perplexity(infer, topics, observed, held_out)
                for name, infer in infers.items()}
@@ -189,9 +206,9 @@ def _plot_trace(path, trace, method):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(trace, lw=0.5 if method == "sgvb" else 1.0)
-    ax.set_xlabel({"svi": "SVI epoch", "sgvb": "SGVB step"}.get(method, "EM epoch"))
-    ax.set_ylabel({"svi": "mean minibatch bound per token (nats)", "sgvb": "minibatch ELBO estimate (nats)"}
+    ax.plot(trace, lw=1.0)
+    ax.set_xlabel({"svi": "SVI epoch", "sgvb": "SGVB epoch"}.get(method, "EM epoch"))
+    ax.set_ylabel({"svi": "mean minibatch bound per token (nats)", "sgvb": "mean minibatch ELBO (nats)"}
                   .get(method, "train log-likelihood per word"))
     ax.set_ylim(np.percentile(trace, 2), trace.max() + 0.02 * abs(trace.max()))
     fig.tight_layout()
@@ -202,7 +219,7 @@ def _plot_trace(path, trace, method):
 def main(args: argparse.Namespace) -> int:
     """Runs the `lda` command."""
     out = cli.output_dir(args)
-    metrics, trace = run(args)
+    metrics, trace = run(args, cli.checkpoint_options(args, out))
     lines = [f"topic {k}: {' '.join(words)}" for k, words in enumerate(metrics["top_words"])]
     print("\n".join(lines))
     cli.atomic_write_text(out / "top_words.txt", "\n".join(lines) + "\n")

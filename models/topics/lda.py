@@ -1,4 +1,4 @@
-"""Latent Dirichlet allocation in the DSL, fitted by stochastic variational inference with SGVB.
+"""Latent Dirichlet allocation in the DSL, fitted by stochastic variational inference (SGVB, `inference.fit`).
 
 Generative model (Blei, Ng and Jordan 2003), with each word's topic marginalised:
 
@@ -45,6 +45,7 @@ __all__ = [
     "infer_document_topics",
     "init_lda_params",
     "perplexity",
+    "steps_per_epoch",
     "topic_word_means",
 ]
 
@@ -137,45 +138,54 @@ def _elbo_cost(key, params, counts, doc_index, n_docs, alpha, beta, n_particles,
     return jnp.mean(lb.sgvb()), lb.value
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "batch_size", "alpha", "beta", "n_particles",
-                                             "learning_rate"))
-def _fit(key, params, counts, *, n_steps, batch_size, alpha, beta, n_particles, learning_rate):
-    n_docs = counts.shape[0]
-    optimizer = optax.chain(optax.zero_nans(), optax.adam(learning_rate))
+@functools.lru_cache(maxsize=16)   # one loss per configuration, so later fits reuse fit's compiled program
+def _sgvb_loss(n_docs: int, alpha: float, beta: float, n_particles: int, learning_rate: float):
+    def loss_fn(params, key, batch, state):
+        index, counts = batch
+        cost, value = _elbo_cost(key, params, counts, index, n_docs, alpha, beta, n_particles)
+        return cost, (state, {"elbo": jnp.mean(value)})
 
-    def step(carry, key_step):
-        p, opt_state = carry
-        key_batch, key_q = jax.random.split(key_step)
-        index = jax.random.choice(key_batch, n_docs, (batch_size,), replace=False)
-        (_, value), grads = jax.value_and_grad(_elbo_cost, argnums=1, has_aux=True)(
-            key_q, p, counts[index], index, n_docs, alpha, beta, n_particles)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), value
-
-    (params, _), trace = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, n_steps))
-    return params, trace
+    return optax.adam(learning_rate), loss_fn
 
 
-def fit_lda(key: jax.Array, counts, n_topics: int, n_steps: int = 2000, batch_size: int = 64,
+def steps_per_epoch(n_docs: int, batch_size: int) -> int:
+    """Optimiser steps in one epoch of `fit_lda`: `n_docs // batch_size` (the remainder sits out)."""
+    return n_docs // batch_size
+
+
+def fit_lda(key: jax.Array, counts, n_topics: int, n_epochs: int = 500, batch_size: int = 64,
             alpha: float = 0.1, beta: float = 0.01, n_particles: int = 1, learning_rate: float = 0.05,
-            params: LDAParams | None = None) -> tuple[LDAParams, jax.Array]:
-    """SVI for LDA: Adam on the minibatch SGVB cost, one jit and one `lax.scan`.
+            params: LDAParams | None = None, progress_bar: bool = False,
+            **fit_options) -> inference.TrainResult:
+    """SVI for LDA: Adam on the minibatch SGVB cost, through `inference.fit`.
+
+    Each epoch shuffles the documents and cuts them into `n_docs // batch_size` minibatches (the
+    `n_docs mod batch_size` left over sit out that epoch); each step rescales its documents' terms
+    by N / B.
 
     Args:
       key: a JAX PRNG key.
       counts: `[n_docs, n_vocab]` word counts (float or int).
       n_topics: K.
-      n_steps: optimiser steps; each draws `batch_size` documents without replacement.
+      n_epochs: passes over the documents (`steps_per_epoch(n_docs, batch_size)` steps each).
+      batch_size: documents per step, in [1, n_docs].
       alpha, beta: the model's Dirichlet concentrations; n_particles: samples of q per step.
       learning_rate: Adam's step size on the log-concentrations.
       params: a starting point (default `init_lda_params`).
+      progress_bar: show `inference.fit`'s bar.
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`, ...).
 
     Returns:
-      `(params, elbo_trace [n_steps])`: the trace is the minibatch estimate of the whole corpus's ELBO
-      (nats).
+      An `inference.TrainResult`: `params` the fitted `LDAParams`; `history["elbo"]` `[n_epochs]`
+      the epoch's mean minibatch estimate of the whole corpus's ELBO (nats); `history["n_skipped"]`
+      steps skipped for a non-finite gradient (the Gamma sampler's implicit gradient can overflow).
 
     Raises:
       ValueError: `counts` is not 2-D or `batch_size` is not in [1, n_docs].
+
+    Example:
+      >>> result = fit_lda(jax.random.key(0), counts, n_topics=10, n_epochs=100)
+      >>> topics = topic_word_means(result.params)        # [10, n_vocab]
     """
     counts = jnp.asarray(counts, jnp.float32)
     if counts.ndim != 2:
@@ -185,42 +195,47 @@ def fit_lda(key: jax.Array, counts, n_topics: int, n_steps: int = 2000, batch_si
         raise ValueError(f"batch_size must be in [1, {n_docs}] (the number of documents), got {batch_size}")
     key_init, key_fit = jax.random.split(key)
     params = init_lda_params(key_init, n_docs, n_topics, n_vocab) if params is None else params
-    return _fit(key_fit, params, counts, n_steps=n_steps, batch_size=batch_size, alpha=alpha, beta=beta,
-                n_particles=n_particles, learning_rate=learning_rate)
+    optimizer, loss_fn = _sgvb_loss(int(n_docs), float(alpha), float(beta), int(n_particles),
+                                    float(learning_rate))
+    data = (jnp.arange(n_docs), counts)
+    return inference.fit(key_fit, loss_fn, params, optimizer, data, n_epochs=n_epochs,
+                         batch_size=int(batch_size), progress_bar=progress_bar, **fit_options)
 
 
-@functools.partial(jax.jit, static_argnames=("n_steps", "alpha", "n_particles", "learning_rate"))
-def _infer(key, topics, counts, *, n_steps, alpha, n_particles, learning_rate):
-    n_docs, n_topics = counts.shape[0], topics.shape[0]
-    params = LDAParams(jnp.zeros_like(topics), jnp.zeros([n_docs, n_topics]))  # concentrations 1
-    optimizer = optax.chain(optax.zero_nans(), optax.adam(learning_rate))
+@functools.lru_cache(maxsize=16)   # one loss per configuration, so later calls reuse fit's compiled program
+def _theta_loss(n_docs: int, alpha: float, n_particles: int, learning_rate: float):
+    def loss_fn(params, key, counts, topics):                   # the fixed topics ride in fit's state
+        cost, value = _elbo_cost(key, params, counts, None, n_docs, alpha, 1.0, n_particles, topics)
+        return cost, (topics, {"elbo": jnp.mean(value)})
 
-    def step(carry, key_step):
-        p, opt_state = carry
-        grads = jax.grad(lambda p: _elbo_cost(key_step, p, counts, None, n_docs, alpha, 1.0, n_particles,
-                                              topics)[0])(p)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), None
-
-    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), jax.random.split(key, n_steps))
-    c = _concentration(params.doc_raw)
-    return c / jnp.sum(c, -1, keepdims=True)
+    return optax.adam(learning_rate), loss_fn
 
 
 def infer_document_topics(key: jax.Array, topics: jax.Array, counts, alpha: float = 0.1, n_steps: int = 300,
                           n_particles: int = 1, learning_rate: float = 0.1) -> jax.Array:
     """E_q[theta] for documents under fixed topics, by SGVB on q(theta) = Dir (phi observed).
 
+    Adam on the whole set's SGVB cost, `n_steps` full-batch steps through `inference.fit`, from
+    concentrations 1.
+
     Args:
       key: a JAX PRNG key.
       topics: `[n_topics, n_vocab]`, rows on the simplex (e.g. `topic_word_means`).
       counts: `[n_docs, n_vocab]`.
+      alpha: the symmetric Dirichlet prior of theta.
+      n_steps: Adam steps; n_particles: samples of q per step; learning_rate: Adam's step size.
 
     Returns:
       `[n_docs, n_topics]` topic proportions.
     """
-    return _infer(key, jnp.asarray(topics), jnp.asarray(counts, jnp.float32), n_steps=n_steps, alpha=alpha,
-                  n_particles=n_particles, learning_rate=learning_rate)
+    topics, counts = jnp.asarray(topics, jnp.float32), jnp.asarray(counts, jnp.float32)
+    n_docs = counts.shape[0]
+    params = LDAParams(jnp.zeros_like(topics), jnp.zeros([n_docs, topics.shape[0]]))  # concentrations 1
+    optimizer, loss_fn = _theta_loss(int(n_docs), float(alpha), int(n_particles), float(learning_rate))
+    result = inference.fit(key, loss_fn, params, optimizer, counts, n_epochs=int(n_steps), batch_size=n_docs,
+                           shuffle=False, state=topics, progress_bar=False)
+    c = _concentration(result.params.doc_raw)
+    return c / jnp.sum(c, -1, keepdims=True)
 
 
 @functools.partial(jax.jit, static_argnames=("n_iterations",))

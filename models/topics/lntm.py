@@ -18,8 +18,12 @@ ZhuSuan; each document adapts its own step size by dual averaging toward
 `target_acceptance_rate`); the M-step takes one Adam step on beta for the maximum a posteriori
 objective `log p(beta) + N / B sum_batch log p(x_d | eta_d, beta)` at the HMC samples, with the
 learning rate `lr * t0 / (t0 + epoch)`. After each epoch mu and log sigma are set to the mean and
-log standard deviation of the chains' eta (empirical Bayes, as ZhuSuan does). The whole fit is one
-jitted `lax.scan` over epochs.
+log standard deviation of the chains' eta (empirical Bayes, as ZhuSuan does).
+
+`inference.fit` drives it: the M-step's cost is the loss function (its gradient reaches beta only;
+the HMC samples are taken at `stop_gradient(beta)`), the optimiser is Adam with the decaying rate,
+and the E-step's chains, step-size adaptation and prior (`LNTMChains`) are fit's `state`, so a run
+is checkpointed and resumed like any other.
 
 Differences from ZhuSuan's script: per-document rather than one shared step size; the minibatch
 likelihood scaled by N / B in the M-step; beta starts at small noise rather than zero; and
@@ -57,9 +61,9 @@ from inference.hmc import adaptation
 from models.data.corpus import BagOfWords, to_bag_of_words
 
 __all__ = [
+    "LNTMChains",
     "LNTMConfig",
     "LNTMState",
-    "LNTMTrace",
     "WordCounts",
     "ais_log_likelihood",
     "build_eta_prior",
@@ -149,40 +153,39 @@ class LNTMConfig(NamedTuple):
     log_delta: float = LOG_DELTA
 
 
-class LNTMState(NamedTuple):
-    """Everything Monte Carlo EM carries between epochs.
+class LNTMChains(NamedTuple):
+    """What the E-step carries between minibatches (`inference.fit`'s `state` in `fit_lntm`).
 
     Attributes:
-      beta: `[n_topics, n_vocab]` topic logits (the M-step's parameter).
       eta: `[n_docs, n_topics]`, each training document's persistent HMC chain.
-      eta_mean, eta_logstd: `[n_topics]`, mu and log sigma of eta's prior.
       dual: `adaptation.DualAveragingState` with fields `[n_docs]`: each chain's step-size adaptation.
-      opt_state: Adam's moments for beta.
-      epoch: `[]` int, epochs done.
+      eta_mean, eta_logstd: `[n_topics]`, mu and log sigma of eta's prior (set after each epoch).
+      step: `[]` int32, minibatches done.
+    """
+
+    eta: jax.Array
+    dual: adaptation.DualAveragingState
+    eta_mean: jax.Array
+    eta_logstd: jax.Array
+    step: jax.Array
+
+
+class LNTMState(NamedTuple):
+    """A fitted LNTM, what the evaluations read (`LNTMState.from_result(fit_lntm(...))`).
+
+    Attributes:
+      beta: `[n_topics, n_vocab]` topic logits.
+      eta_mean, eta_logstd: `[n_topics]`, mu and log sigma of eta's prior.
     """
 
     beta: jax.Array
-    eta: jax.Array
     eta_mean: jax.Array
     eta_logstd: jax.Array
-    dual: adaptation.DualAveragingState
-    opt_state: optax.OptState
-    epoch: jax.Array
 
-
-class LNTMTrace(NamedTuple):
-    """Per-epoch diagnostics, each `[n_epochs]`.
-
-    Attributes:
-      log_likelihood_per_word: mean over the epoch's minibatches of log p(x_d | eta_d, beta) at the
-        HMC samples, per token (nats); exp(-it) is ZhuSuan's printed training perplexity.
-      acceptance_rate: mean HMC acceptance probability of the E-steps.
-      step_size: geometric mean of the documents' step sizes.
-    """
-
-    log_likelihood_per_word: jax.Array
-    acceptance_rate: jax.Array
-    step_size: jax.Array
+    @classmethod
+    def from_result(cls, result: inference.TrainResult) -> LNTMState:
+        """The fitted model of `fit_lntm`'s `TrainResult` (params beta, state `LNTMChains`)."""
+        return cls(result.params, result.state.eta_mean, result.state.eta_logstd)
 
 
 def topic_word_probs(state: LNTMState) -> jax.Array:
@@ -238,48 +241,44 @@ def _m_step_cost(beta, eta, bow, eta_mean, eta_logstd, scale, log_delta):
     return -(jnp.sum(bn["beta"].log_prob) + scale * log_likelihood), log_likelihood
 
 
-def _epoch(state: LNTMState, key, bow: BagOfWords, config: LNTMConfig):
-    n_docs, batch = bow.word_index.shape[0], config.batch_size
-    n_batches = n_docs // batch
-    key_perm, key_batches = jax.random.split(key)
-    # a fresh permutation each epoch; the n_docs % batch_size left over sit out this epoch
-    index = jax.random.permutation(key_perm, n_docs)[: n_batches * batch].reshape(n_batches, batch)
-    learning_rate = config.learning_rate * config.t0 / (config.t0 + state.epoch.astype(jnp.float32))
-    adam = optax.scale_by_adam()
-
-    def batch_step(state, xs):
-        idx, key_b = xs
-        docs = BagOfWords(bow.word_index[idx], bow.counts[idx])
-        dual = jax.tree_util.tree_map(lambda a: a[idx], state.dual)
-        eta, dual, _, acceptance = _chains(key_b, state.eta[idx], dual, docs, state.beta, state.eta_mean,
-                                           state.eta_logstd, config.n_e_steps, config.n_e_steps, config)
-        grads, log_likelihood = jax.grad(_m_step_cost, has_aux=True)(
-            state.beta, eta, docs, state.eta_mean, state.eta_logstd, n_docs / batch, config.log_delta)
-        updates, opt_state = adam.update(grads, state.opt_state)
-        state = state._replace(
-            beta=state.beta - learning_rate * updates, eta=state.eta.at[idx].set(eta), opt_state=opt_state,
-            dual=jax.tree_util.tree_map(lambda a, b: a.at[idx].set(b), state.dual, dual))
-        step_size = jnp.exp(jnp.mean(dual.log_step_size))
-        return state, (log_likelihood / jnp.sum(docs.counts), jnp.mean(acceptance), step_size)
-
-    state, (ll, acceptance, step_size) = lax.scan(batch_step, state,
-                                                  (index, jax.random.split(key_batches, n_batches)))
-    state = state._replace(eta_mean=jnp.mean(state.eta, 0), eta_logstd=jnp.log(jnp.std(state.eta, 0) + 1e-6),
-                           epoch=state.epoch + 1)
-    return state, LNTMTrace(jnp.mean(ll), jnp.mean(acceptance), jnp.exp(jnp.mean(jnp.log(step_size))))
+def _e_step(key, chains: LNTMChains, batch, beta, n_batches: int, config: LNTMConfig):
+    """HMC on the batch's chains at fixed beta; after an epoch's last batch, mu and sigma from all chains."""
+    index, word_index, counts = batch
+    dual = jax.tree_util.tree_map(lambda a: a[index], chains.dual)
+    eta, dual, _, acceptance = _chains(key, chains.eta[index], dual, BagOfWords(word_index, counts), beta,
+                                       chains.eta_mean, chains.eta_logstd, config.n_e_steps, config.n_e_steps,
+                                       config)
+    all_eta, step = chains.eta.at[index].set(eta), chains.step + 1
+    is_epoch_end = step % n_batches == 0
+    new = LNTMChains(all_eta, jax.tree_util.tree_map(lambda a, b: a.at[index].set(b), chains.dual, dual),
+                     jnp.where(is_epoch_end, jnp.mean(all_eta, 0), chains.eta_mean),
+                     jnp.where(is_epoch_end, jnp.log(jnp.std(all_eta, 0) + 1e-6), chains.eta_logstd), step)
+    return eta, new, jnp.mean(acceptance), jnp.exp(jnp.mean(dual.log_step_size))
 
 
-def _init_state(key, n_docs, n_topics, n_vocab, config):
-    beta = 0.01 * jax.random.normal(key, (n_topics, n_vocab))  # small noise breaks the topics' symmetry
+@functools.lru_cache(maxsize=16)   # one loss per configuration, so later fits reuse fit's compiled program
+def _em_loss(n_docs: int, n_batches: int, config: LNTMConfig):
+    """`(optimizer, loss_fn)` of Monte Carlo EM for `inference.fit`: E-step in the state, M-step the cost."""
+    def loss_fn(beta, key, batch, chains):
+        fixed = lax.stop_gradient(beta)
+        eta, chains_new, acceptance, step_size = _e_step(key, chains, batch, fixed, n_batches, config)
+        docs = BagOfWords(batch[1], batch[2])
+        cost, log_likelihood = _m_step_cost(beta, eta, docs, chains.eta_mean, chains.eta_logstd,
+                                            n_docs / config.batch_size, config.log_delta)
+        return cost, (chains_new, {"log_likelihood_per_word": log_likelihood / jnp.sum(docs.counts),
+                                   "acceptance_rate": acceptance, "step_size": step_size})
+
+    def learning_rate(count):                          # lr * t0 / (t0 + epoch), epoch = steps // n_batches
+        return -config.learning_rate * config.t0 / (config.t0 + (count // n_batches).astype(jnp.float32))
+
+    return optax.chain(optax.scale_by_adam(), optax.scale_by_schedule(learning_rate)), loss_fn
+
+
+def _init_chains(n_docs, n_topics, config) -> LNTMChains:
     dual_one = adaptation.dual_averaging_init(config.step_size)
     dual = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (n_docs,)), dual_one)
-    return LNTMState(beta, jnp.zeros([n_docs, n_topics]), jnp.zeros([n_topics]), jnp.zeros([n_topics]),
-                     dual, optax.scale_by_adam().init(beta), jnp.zeros((), jnp.int32))
-
-
-@functools.partial(jax.jit, static_argnames=("n_epochs", "config"))
-def _fit(key, state, bow, *, n_epochs, config):
-    return lax.scan(lambda s, k: _epoch(s, k, bow, config), state, jax.random.split(key, n_epochs))
+    return LNTMChains(jnp.zeros([n_docs, n_topics]), dual, jnp.zeros([n_topics]), jnp.zeros([n_topics]),
+                      jnp.zeros((), jnp.int32))
 
 
 def _as_bag_of_words(documents) -> BagOfWords:
@@ -288,9 +287,9 @@ def _as_bag_of_words(documents) -> BagOfWords:
 
 
 def fit_lntm(key: jax.Array, documents, n_topics: int, n_vocab: int | None = None, n_epochs: int = 50,
-             config: LNTMConfig | None = None, state: LNTMState | None = None
-             ) -> tuple[LNTMState, LNTMTrace]:
-    """Monte Carlo EM for the LNTM (module docstring): HMC E-steps on eta, Adam M-steps on beta.
+             config: LNTMConfig | None = None, *, progress_bar: bool = False,
+             **fit_options) -> inference.TrainResult:
+    """Monte Carlo EM for the LNTM (module docstring) through `inference.fit`: HMC E-steps, Adam M-steps.
 
     Args:
       key: a JAX PRNG key.
@@ -304,18 +303,24 @@ def fit_lntm(key: jax.Array, documents, n_topics: int, n_vocab: int | None = Non
         per document per E-step, each of `n_leapfrogs` leapfrog steps from `step_size` (position
         units of eta) adapted per document toward `target_acceptance_rate`; Adam's `learning_rate` decayed as
         `t0 / (t0 + epoch)`; `log_delta`, the log standard deviation of beta's prior.
-      state: continue from this state (default: beta ~ N(0, 0.01^2), eta = 0, mu = 0, sigma = 1).
+      progress_bar: show `inference.fit`'s bar.
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`, ...).
+        Training starts from beta ~ N(0, 0.01^2), eta = 0, mu = 0, sigma = 1; to go on, resume.
 
     Returns:
-      `(state, trace)`: the final `LNTMState` and an `LNTMTrace` of `[n_epochs]` arrays.
+      An `inference.TrainResult`: `params` beta `[n_topics, n_vocab]`, `state` the `LNTMChains`,
+      `history` per epoch: `log_likelihood_per_word` (mean over the minibatches of
+      log p(x_d | eta_d, beta) at the HMC samples per token, nats; exp(-it) is ZhuSuan's printed
+      training perplexity), `acceptance_rate` (HMC), `step_size` (geometric mean over documents), `cost`.
+      `LNTMState.from_result` gives the fitted model the evaluations take.
 
     Raises:
       ValueError: n_vocab missing with a `BagOfWords` or smaller than its word ids, or `batch_size` not
         in [1, n_docs].
 
     Example:
-      >>> state, trace = fit_lntm(key, counts, n_topics=10, n_epochs=50)
-      >>> topic_word_probs(state).shape     # [10, n_vocab]
+      >>> result = fit_lntm(key, counts, n_topics=10, n_epochs=50)
+      >>> topic_word_probs(LNTMState.from_result(result)).shape     # [10, n_vocab]
     """
     if not isinstance(documents, BagOfWords):
         n_vocab = documents.shape[1] if n_vocab is None else n_vocab
@@ -331,8 +336,12 @@ def fit_lntm(key: jax.Array, documents, n_topics: int, n_vocab: int | None = Non
         raise ValueError(f"config.batch_size must be in [1, {n_docs}] (the number of documents), "
                          f"got {config.batch_size}")
     key_init, key_fit = jax.random.split(key)
-    state = _init_state(key_init, n_docs, n_topics, int(n_vocab), config) if state is None else state
-    return _fit(key_fit, state, bow, n_epochs=n_epochs, config=config)
+    beta = 0.01 * jax.random.normal(key_init, (n_topics, int(n_vocab)))  # small noise breaks the symmetry
+    optimizer, loss_fn = _em_loss(int(n_docs), n_docs // config.batch_size, config)
+    data = (jnp.arange(n_docs), bow.word_index, bow.counts)
+    return inference.fit(key_fit, loss_fn, beta, optimizer, data, n_epochs=n_epochs,
+                         batch_size=config.batch_size, state=_init_chains(n_docs, n_topics, config),
+                         progress_bar=progress_bar, **fit_options)
 
 
 @functools.partial(jax.jit, static_argnames=("n_samples", "n_warmup", "config"))

@@ -193,7 +193,7 @@ def topic_word_means(topics: jax.Array) -> jax.Array:
 
 def fit_online_lda(key: jax.Array, counts, n_topics: int, n_epochs: int = 100, batch_size: int = 64,
                    config: OnlineLDAConfig | None = None,
-                   progress_bar: bool = True) -> inference.TrainResult:
+                   progress_bar: bool = True, **fit_options) -> inference.TrainResult:
     """Natural-gradient SVI for LDA (Hoffman et al. 2013) on a count matrix, by `inference.fit`.
 
     Args:
@@ -204,6 +204,7 @@ def fit_online_lda(key: jax.Array, counts, n_topics: int, n_epochs: int = 100, b
       batch_size: documents per step, in [1, n_docs].
       config: priors, step sizes and local-step settings (default `OnlineLDAConfig()`).
       progress_bar: show `inference.fit`'s tqdm bar.
+      **fit_options: passed to `inference.fit` (`checkpoint_dir`, `checkpoint_every`, `resume`, ...).
 
     Returns:
       `inference.TrainResult`: `params` is lambda `[n_topics, n_vocab]` (q(phi_k) = Dir(lambda_k));
@@ -237,4 +238,4 @@ def fit_online_lda(key: jax.Array, counts, n_topics: int, n_epochs: int = 100, b
     loss_fn = natural_gradient_loss(n_docs, float(counts.sum()), config)
     words = corpus.to_bag_of_words(counts)
     return inference.fit(key_fit, loss_fn, topics, optax.sgd(schedule), tuple(words), n_epochs=n_epochs,
-                         batch_size=batch_size, progress_bar=progress_bar)
+                         batch_size=batch_size, progress_bar=progress_bar, **fit_options)

@@ -130,24 +130,26 @@ plt.show()
 # `theta_d = softmax(eta_d)` with `eta_d ~ N(mu, diag(sigma^2))`, and treats the topic logits
 # `beta` (`phi = softmax(beta)`) as parameters with a Gaussian prior. Each EM step runs a few HMC
 # transitions on every document's `eta` in a minibatch (one chain per document, kept across
-# epochs), then one Adam step on `beta` at the samples. Held-out perplexity is computed the same way
+# epochs), then one Adam step on `beta` at the samples. `inference.fit` drives it too: the M-step's
+# cost is the loss, the chains are fit's `state`. Held-out perplexity is computed the same way
 # (posterior mean of `theta` by HMC on the observed half).
 
 # %%
 start = time.perf_counter()
 config = lntm.LNTMConfig(batch_size=64, log_delta=0.0)     # beta ~ N(0, 1): smooths rare words
-state, em_trace = lntm.fit_lntm(jax.random.key(1), train, N_TOPICS, n_epochs=N_EM_EPOCHS, config=config)
+em = lntm.fit_lntm(jax.random.key(1), train, N_TOPICS, n_epochs=N_EM_EPOCHS, config=config)
+state, em_trace = lntm.LNTMState.from_result(em), em.history    # fitted beta, mu, sigma; per-epoch history
 lntm_topics = np.asarray(lntm.topic_word_probs(state))
 lntm_perplexity = lda_model.document_completion_perplexity(
     lambda docs: lntm.document_topics(jax.random.key(2), state, docs, n_samples=30, n_warmup=30,
                                       config=config)[0], lntm_topics, observed, held_out)
 print(f"LNTM: {N_EM_EPOCHS} epochs in {time.perf_counter() - start:.0f} s, "
-      f"HMC acceptance {float(em_trace.acceptance_rate[-1]):.2f}, held-out perplexity {lntm_perplexity:.0f}")
+      f"HMC acceptance {em_trace['acceptance_rate'][-1]:.2f}, held-out perplexity {lntm_perplexity:.0f}")
 for k, row in enumerate(np.argsort(-lntm_topics, axis=1)[:, :8]):
     print(f"topic {k}:", " ".join(vocab[w] for w in row))
 
 plt.figure(figsize=(5, 3))
-plt.plot(np.exp(-np.asarray(em_trace.log_likelihood_per_word)))
+plt.plot(np.exp(-em_trace["log_likelihood_per_word"]))
 plt.xlabel("EM epoch")
 plt.ylabel("training perplexity")
 plt.show()

@@ -20,12 +20,21 @@ def _small_split(n_train=64, n_test=16):
                           x_test=split.x_test[:n_test], y_test=split.y_test[:n_test])
 
 
-@pytest.mark.slow  # the SGVB training step takes XLA on CPU ~30-60 s to compile
-def test_sgvb_fits_and_beats_the_mean_predictor():
+@pytest.mark.slow  # the SGVB training step takes XLA on CPU ~10-30 s to compile
+def test_sgvb_fits_beats_the_mean_predictor_and_resumes_exactly(tmp_path):
     split = _small_split()
     data = uci.standardize(split)
-    posterior = bnn.fit(jax.random.key(0), data, method="sgvb", n_hidden=8, n_epochs=30, batch_size=16,
-                        n_samples=20)
+    # every run checkpoints every 10 epochs, so all of them share one compiled program (10 epochs a call)
+    options = dict(method="sgvb", n_hidden=8, batch_size=16, n_samples=20, checkpoint_every=10)
+    posterior = bnn.fit(jax.random.key(0), data, n_epochs=30, checkpoint_dir=tmp_path / "whole", **options)
+    # stopped after 10 of 30 epochs and resumed: the same q, hence the same draws (same key, CPU)
+    bnn.fit(jax.random.key(0), data, n_epochs=10, checkpoint_dir=tmp_path / "cut", **options)
+    resumed = bnn.fit(jax.random.key(0), data, n_epochs=30, checkpoint_dir=tmp_path / "cut", resume=True,
+                      **options)
+    for name, value in posterior.samples.items():
+        np.testing.assert_array_equal(value, resumed.samples[name])
+    with pytest.raises(ValueError, match="method='sgvb'"):
+        bnn.fit(jax.random.key(0), data, method="sgld", n_epochs=1, resume=True)
     assert posterior.samples["w0"].shape == (20, 8, 14) and posterior.samples["w1"].shape == (20, 1, 9)
     metrics = bnn.evaluate(posterior, data)
     # predicting the training mean has RMSE = the spread of the test targets around it; on Boston a

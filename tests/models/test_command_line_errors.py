@@ -86,6 +86,7 @@ def test_overwrite_and_resume_accept_a_used_out(tmp_path):
     (["lda", "--steps", "3"], "--steps is not used by --method svi"),
     (["lda", "--method", "lntm", "--steps", "3"], "--steps is not used by --method lntm"),
     (["gp", "--method", "exact", "--inducing", "5"], "--inducing is not used"),
+    (["bnn", "--method", "sghmc", "--resume"], "--resume is not used by --method sghmc"),
     (["vae", "--baseline", "nvil"], "--baseline is not used by --latent gaussian"),
     (["vae", "--latent", "bernoulli", "--temperature", "0.3"],
      "--temperature is not used by --latent bernoulli"),
@@ -97,7 +98,7 @@ def test_flags_a_method_does_not_use_are_refused(argv, match, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["iwae", "sbn"])
+@pytest.mark.parametrize("command", ["iwae", "sbn", "bnn", "gp", "lda"])
 def test_training_commands_take_checkpoint_flags(command):
     parser = argparse.ArgumentParser()
     module = __import__(models.__main__.COMMANDS[command][0], fromlist=["add_arguments"])

@@ -39,12 +39,24 @@ def _synthetic_corpus(key, n_docs=60, n_topics=3, n_vocab=30, doc_length=60):
 
 
 @pytest.mark.slow  # ~20 s, nearly all of it XLA compilation of the EM program
-def test_monte_carlo_em_improves_likelihood_and_recovers_topics(key):
+def test_monte_carlo_em_improves_likelihood_recovers_topics_and_resumes(key, tmp_path):
     key_data, key_fit = jax.random.split(key)
     counts, true_topics = _synthetic_corpus(key_data)
     config = lntm.LNTMConfig(batch_size=20, n_e_steps=5, n_leapfrogs=10, learning_rate=1.0)
-    state, trace = lntm.fit_lntm(key_fit, counts, 3, n_epochs=30, config=config)
-    ll = np.asarray(trace.log_likelihood_per_word)
+    # every run checkpoints every 10 epochs, so all three share one compiled program
+    result = lntm.fit_lntm(key_fit, counts, 3, n_epochs=30, config=config, checkpoint_dir=tmp_path / "whole",
+                           checkpoint_every=10)
+    # a run stopped after 10 epochs and resumed ends where the uninterrupted one did: beta, and the HMC
+    # chains, their step sizes and the prior carried in fit's state (bit for bit: same key, CPU)
+    lntm.fit_lntm(key_fit, counts, 3, n_epochs=10, config=config, checkpoint_dir=tmp_path / "cut",
+                  checkpoint_every=10)
+    resumed = lntm.fit_lntm(key_fit, counts, 3, n_epochs=30, config=config, checkpoint_dir=tmp_path / "cut",
+                            checkpoint_every=10, resume=True)
+    for a, b in zip(jax.tree.leaves((result.params, result.state)),
+                    jax.tree.leaves((resumed.params, resumed.state)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    state, trace = lntm.LNTMState.from_result(result), result.history
+    ll = trace["log_likelihood_per_word"]
     # training log-likelihood per word at the HMC samples: from ~-3.5 (uniform over 30 words is
     # -3.40) to ~-3.13 (the true topics give about -3.1); its epoch-to-epoch noise is ~0.01 nats, so a
     # 0.1-nat gain cannot come from noise
@@ -56,7 +68,7 @@ def test_monte_carlo_em_improves_likelihood_and_recovers_topics(key):
     # an unfitted or mixed topic >= 0.4; 0.25 separates the two
     assert hellinger[rows, cols].max() < 0.25
     # the HMC chains mix: dual averaging holds the acceptance near its 0.6 target
-    assert 0.4 < np.mean(np.asarray(trace.acceptance_rate)[-10:]) < 0.8
+    assert 0.4 < np.mean(trace["acceptance_rate"][-10:]) < 0.8
     with pytest.raises(ValueError, match="batch_size"):
         lntm.fit_lntm(key_fit, counts, 3, config=config._replace(batch_size=100))
 
@@ -80,7 +92,7 @@ def test_ais_matches_quadrature_on_two_topics(key):
     beta = 2.0 * jax.random.normal(key_beta, (2, 6))
     counts = np.array([[3, 0, 1, 0, 2, 0], [0, 5, 0, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
     eta_mean, eta_logstd = jnp.array([0.5, -0.5]), jnp.array([0.0, 0.3])
-    state = lntm.LNTMState(beta, None, eta_mean, eta_logstd, None, None, None)
+    state = lntm.LNTMState(beta, eta_mean, eta_logstd)
     log_marginal, stderr, acceptance = lntm.ais_log_likelihood(
         key_ais, state, counts, n_chains=32, n_temperatures=200, step_size=0.3, n_leapfrogs=5)
     exact = np.array([_exact_log_marginal(c, np.asarray(jax.nn.softmax(beta, -1), np.float64),
