@@ -2,8 +2,8 @@
 
 Pages generated at build time (never edited by hand, never committed): the API reference from
 `ppl.__all__` and `inference.__all__` (`docs/api/`), the model zoo from `python -m models`'s command
-line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered as stored: nothing is
-executed here, the notebook tests run them) and the DOT text of the modelling page's graphs
+line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered with the outputs stored
+by `python -m docs.execute_notebooks`: nothing is executed here, the notebook tests run them) and the DOT text of the modelling page's graphs
 (`docs/graphs/*.dot`).
 """
 
@@ -40,7 +40,7 @@ html_title = "ppl"
 
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"           # the notebooks are rendered as stored; tests/notebooks runs them
+nb_execution_mode = "off"           # rendered with their stored outputs; tests/notebooks runs them
 suppress_warnings = ["myst.header"]  # notebooks start below H1 in places
 
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
