@@ -2,9 +2,9 @@
 
 Pages generated at build time (never edited by hand, never committed): the API reference from
 `ppl.__all__` and `inference.__all__` (`docs/api/`), the model zoo from `python -m models`'s command
-line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered with the outputs stored
-by `python -m docs.execute_notebooks`: nothing is executed here, the notebook tests run them) and the DOT text of the modelling page's graphs
-(`docs/graphs/*.dot`).
+line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered with the outputs
+stored by `python -m docs.execute_notebooks`: nothing is executed here, the notebook tests run them)
+and the DOT text of the modelling page's graphs (`docs/graphs/*.dot`).
 """
 
 from __future__ import annotations
