@@ -43,6 +43,10 @@ myst_heading_anchors = 3
 nb_execution_mode = "off"           # rendered with their stored outputs; tests/notebooks runs them
 suppress_warnings = ["myst.header"]  # notebooks start below H1 in places
 
+# Documented objects stay out of the pages' tables of contents (each API page lists its names in an
+# autosummary table instead): every page's sidebar is built from the whole site's tree, and with an
+# entry per object that copying took about a tenth of the build.
+toc_object_entries = False
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
