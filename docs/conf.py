@@ -2,9 +2,9 @@
 
 Pages generated at build time (never edited by hand, never committed): the API reference from
 `ppl.__all__` and `inference.__all__` (`docs/api/`), the model zoo from `python -m models`'s command
-line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered as stored: nothing is
-executed here, the notebook tests run them) and the DOT text of the modelling page's graphs
-(`docs/graphs/*.dot`).
+line (`docs/zoo/`), copies of the tutorial notebooks (`docs/tutorials/`, rendered with the outputs
+stored by `python -m docs.execute_notebooks`: nothing is executed here, the notebook tests run them)
+and the DOT text of the modelling page's graphs (`docs/graphs/*.dot`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,13 @@ html_title = "ppl"
 
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 myst_heading_anchors = 3
-nb_execution_mode = "off"           # the notebooks are rendered as stored; tests/notebooks runs them
+nb_execution_mode = "off"           # rendered with their stored outputs; tests/notebooks runs them
 suppress_warnings = ["myst.header"]  # notebooks start below H1 in places
 
+# Documented objects stay out of the pages' tables of contents (each API page lists its names in an
+# autosummary table instead): every page's sidebar is built from the whole site's tree, and with an
+# entry per object that copying took about a tenth of the build.
+toc_object_entries = False
 autodoc_default_options = {"members": True, "undoc-members": False, "show-inheritance": False}
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"

@@ -21,7 +21,7 @@ References:
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,10 @@ from inference.compile_cache import PROGRAMS
 from inference.hmc import model as dsl
 from inference.hmc.kernel import HMCState, build_kernel
 from inference.log_joint import latent_specs, values_log_joint_fn
+from ppl import MetaBayesianNet
+
+if TYPE_CHECKING:
+    from inference.hmc import HMC
 
 __all__ = ["AIS", "AISResult", "temperature_schedule"]
 
@@ -98,8 +102,8 @@ class AIS:
       >>> result.log_marginal, result.stderr
     """
 
-    def __init__(self, meta_bn, proposal_meta_bn, hmc, observed: dict[str, Any], n_temperatures: int = 1000,
-                 schedule: str = "sigmoid"):
+    def __init__(self, meta_bn: MetaBayesianNet, proposal_meta_bn: MetaBayesianNet, hmc: HMC,
+                 observed: dict[str, Any], n_temperatures: int = 1000, schedule: str = "sigmoid") -> None:
         step_size = getattr(hmc, "step_size", None)
         is_number = isinstance(step_size, (int, float, np.floating))
         if not (is_number and np.isfinite(float(step_size)) and float(step_size) > 0):  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ import functools
 import threading
 import types
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, NamedTuple
+from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 import jax
 import numpy as np
@@ -66,7 +66,7 @@ class _ArrayLeaf:
 _ARRAY = _ArrayLeaf()
 
 
-def is_array(x) -> bool:
+def is_array(x: Any) -> bool:
     """Whether `x` is traced as an array argument: a `jax.Array` (tracers included) or `np.ndarray`.
 
     NumPy scalars (`np.float32(1.)`) and Python numbers are static: they are usually settings.
@@ -165,7 +165,7 @@ def split_static(tree: Any, trace_arrays: bool = True) -> tuple[list, Static]:
     return arrays, Static(treedef, tuple(statics), (treedef, tuple(keys)))
 
 
-def rebuild(static: Static, arrays) -> Any:
+def rebuild(static: Static, arrays: Iterable[Any]) -> Any:
     """The pytree `split_static` split, with `arrays` (e.g. tracers) in the array slots."""
     arrays = iter(arrays)
     leaves = [next(arrays) if leaf is _ARRAY else leaf for leaf in static.leaves]

@@ -71,7 +71,7 @@ import jax
 import jax.numpy as jnp
 
 from inference import estimators
-from ppl import MetaBayesianNet, StochasticTensor
+from ppl import BayesianNet, MetaBayesianNet, StochasticTensor
 from ppl.bayesian_net import sum_log_probs
 from ppl.distributions import support_values
 from ppl.substitution import NodeSite, substitute
@@ -118,7 +118,7 @@ class Enumeration:
     """
 
     def __init__(self, what: str, names: str | Sequence[str], meta_bn: Any, observed: Mapping[str, Any],
-                 latent: Mapping[str, tuple], variational):
+                 latent: Mapping[str, tuple], variational: BayesianNet | None) -> None:
         names = check_names(what, names)
         if not isinstance(meta_bn, MetaBayesianNet):
             raise TypeError(f"{what}: enumerate={list(names)} needs the model as a ppl.MetaBayesianNet "
@@ -137,7 +137,8 @@ class Enumeration:
         self.model_names = tuple(name for name in names if name not in latent)
         self.supports: dict[str, jax.Array] = {}
         for name in self.variational_names:
-            node = variational[name]
+            assert variational is not None  # raised above otherwise
+            node = variational.latent_nodes()[name]
             self.supports[name] = support_values(f"{what}: node {name!r} of the variational net",
                                                  node.distribution, node.value.dtype)
 
@@ -156,7 +157,7 @@ class Enumeration:
         self.supports[site.name] = values
         return jnp.broadcast_to(values[0], site.shape)
 
-    def check(self, bn, log_weight_shape: tuple[int, ...], particle_axes: Sequence[int]) -> None:
+    def check(self, bn: BayesianNet, log_weight_shape: tuple[int, ...], particle_axes: Sequence[int]) -> None:
         """Raises unless every enumerated node is one discrete latent variable per cell.
 
         Args:
@@ -174,7 +175,10 @@ class Enumeration:
             if name not in self.supports:
                 raise ValueError(f"{self.what}: node {name!r} was not left to be enumerated (the builder "
                                  "observed it itself)")
-            nodes = [node] + ([self.variational[name]] if name in self.variational_names else [])
+            nodes = [node]
+            if name in self.variational_names:
+                assert self.variational is not None  # __init__ raised otherwise
+                nodes.append(self.variational.latent_nodes()[name])
             for each in nodes:
                 _check_single_variable(self.what, each)
             _check_not_shared(self.what, node, log_weight_shape, particle_axes)
@@ -365,7 +369,7 @@ def _expand(x: jax.Array, rank: int) -> jax.Array:
     return x.reshape((1,) * (rank - x.ndim) + x.shape)
 
 
-def check_names(what: str, names) -> tuple[str, ...]:
+def check_names(what: str, names: str | Sequence[str]) -> tuple[str, ...]:
     """`names` (a node name or a sequence of names) as a tuple, or a TypeError / ValueError."""
     names = (names,) if isinstance(names, str) else names
     if not isinstance(names, Sequence) or not all(isinstance(name, str) for name in names):

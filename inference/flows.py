@@ -15,7 +15,7 @@ the parameters explicit (JAX has no variable store for a flow to create its own)
 
 from __future__ import annotations
 
-from typing import NamedTuple, TypeVar
+from typing import Callable, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,8 @@ __all__ = ["PlanarParams", "IAFParams", "init_planar", "planar", "init_iaf", "ia
            "made_autoregressive_nn", "planar_normalizing_flow", "inv_autoregressive_flow"]
 
 _Params = TypeVar("_Params")
+# ZhuSuan's `autoregressive_nn(name, id, z, hidden) -> (m, s)`, each `[*batch, dim]`.
+AutoregressiveNN = Callable[[str, int, jax.Array, "jax.Array | None"], tuple[jax.Array, jax.Array]]
 
 
 class PlanarParams(NamedTuple):
@@ -237,7 +239,7 @@ def _normal_update(z, log_q, mean, scale):
     return scale * z + mean, log_q - jnp.sum(jnp.log(scale), -1)
 
 
-def made_autoregressive_nn(params: IAFParams):
+def made_autoregressive_nn(params: IAFParams) -> AutoregressiveNN:
     """The MADE of `params` as ZhuSuan's `autoregressive_nn(name, id, z, hidden) -> (m, s)`.
 
     Layer `id` of `params` maps `z` (and the context `hidden`, or None) to the mean `m` and the
@@ -254,7 +256,8 @@ def made_autoregressive_nn(params: IAFParams):
     dim, hidden_size = params.w_in.shape[-2:]
     masks = tuple(jnp.asarray(m) for m in made_masks(dim, hidden_size))
 
-    def autoregressive_nn(name, index, z, hidden):
+    def autoregressive_nn(name: str, index: int | jax.Array, z: jax.Array, hidden: jax.Array | None
+                          ) -> tuple[jax.Array, jax.Array]:
         del name
         layer = jax.tree_util.tree_map(lambda a: a[index], params)
         return _made(layer, z, hidden, masks)
@@ -287,7 +290,7 @@ def planar_normalizing_flow(samples: jax.Array, log_probs: jax.Array, n_iters: i
 
 
 def inv_autoregressive_flow(samples: jax.Array, hidden: jax.Array | None, log_probs: jax.Array,
-                            autoregressive_nn, n_iters: int, update: str = "normal"
+                            autoregressive_nn: AutoregressiveNN, n_iters: int, update: str = "normal"
                             ) -> tuple[jax.Array, jax.Array]:
     """ZhuSuan's `zs.inv_autoregressive_flow`: `n_iters` autoregressive steps, reversing the order.
 

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform, biject_to
 
+from ppl.meta import MetaBayesianNet
 from ppl.substitution import substitute
 
 __all__ = ["LatentSpec", "LogJointModel", "constrained_net", "latent_specs", "deterministic_specs",
@@ -148,7 +149,7 @@ def _discover(meta_bn, observed, init):
     return found, deterministic
 
 
-def latent_specs(meta_bn, observed: Mapping[str, Any], init: Mapping[str, Any] | None = None,
+def latent_specs(meta_bn: MetaBayesianNet, observed: Mapping[str, Any], init: Mapping[str, Any] | None = None,
                  key: jax.Array | None = None) -> dict[str, LatentSpec]:
     """Describes every stochastic node that is not in `observed`, without sampling anything.
 
@@ -193,8 +194,9 @@ def _checked_discovery(meta_bn, observed, init):
     return specs, deterministic
 
 
-def make_log_joint(meta_bn, observed: Mapping[str, Any], init: Mapping[str, Any] | None = None,
-                   key: jax.Array | None = None, specs: Mapping[str, LatentSpec] | None = None,
+def make_log_joint(meta_bn: MetaBayesianNet, observed: Mapping[str, Any],
+                   init: Mapping[str, Any] | None = None, key: jax.Array | None = None,
+                   specs: Mapping[str, LatentSpec] | None = None,
                    deterministic: Mapping[str, Any] | None = None) -> LogJointModel:
     """Builds the unconstrained log-joint of `meta_bn` given `observed`, and the space maps.
 
@@ -312,7 +314,7 @@ def total_log_joint(meta_bn: Any, bn: Any) -> jax.Array:
     return sum(terms, jnp.zeros(()))
 
 
-def log_joint_fn(meta_bn, observed: Mapping[str, Any],
+def log_joint_fn(meta_bn: MetaBayesianNet, observed: Mapping[str, Any],
                  key: jax.Array | None = None) -> Callable[[dict], jax.Array]:
     """`position -> log p(x, z)` for any JAX tool, on the unconstrained space (Jacobian added).
 

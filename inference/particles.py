@@ -23,6 +23,9 @@ from typing import Mapping, NamedTuple
 
 import jax.numpy as jnp
 
+from ppl.bayesian_net import BayesianNet
+from ppl.tensors import StochasticTensor
+
 __all__ = ["ParticleAxis", "check_latent_shapes", "find_particle_axes", "check_axis"]
 
 
@@ -48,7 +51,7 @@ def _node_shape(node) -> tuple[int, ...]:
     return (() if node.n_samples is None else (node.n_samples,)) + tuple(d.batch_shape) + tuple(d.event_shape)
 
 
-def check_latent_shapes(what: str, model_bn, latent: Mapping[str, tuple]) -> None:
+def check_latent_shapes(what: str, model_bn: BayesianNet, latent: Mapping[str, tuple]) -> None:
     """Raises when a latent's samples would be broadcast up to the model node's shape.
 
     Args:
@@ -75,8 +78,9 @@ def check_latent_shapes(what: str, model_bn, latent: Mapping[str, tuple]) -> Non
                                  f"{node_shape[-i]}")
 
 
-def find_particle_axes(model_bn, latent: Mapping[str, tuple], latent_nodes: Mapping | None,
-                       log_w_shape: tuple[int, ...]) -> tuple[list[ParticleAxis], bool]:
+def find_particle_axes(model_bn: BayesianNet | None, latent: Mapping[str, tuple],
+                       latent_nodes: Mapping | None, log_w_shape: tuple[int, ...]
+                       ) -> tuple[list[ParticleAxis], bool]:
     """Locates each latent's particle axes in the log-weights.
 
     Args:
@@ -97,6 +101,8 @@ def find_particle_axes(model_bn, latent: Mapping[str, tuple], latent_nodes: Mapp
             positions[0] = f"the variational net drew it with n_samples={latent_nodes[name].n_samples}"
         if model_bn is not None:
             node = model_bn[name]
+            if not isinstance(node, StochasticTensor):
+                raise TypeError(f"{name!r} is a deterministic node of the model, not a latent")
             node_shape = _node_shape(node)
             extra = len(value_shape) - len(node_shape)
             for p in range(extra):

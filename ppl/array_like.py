@@ -92,7 +92,7 @@ class ArrayLike:
         return tuple(jnp.shape(self._as_array()))
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         """The dtype of the value."""
         return jnp.result_type(self._as_array())
 

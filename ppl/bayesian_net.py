@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.typing import DTypeLike
 
 from ppl import checks, keys, substitution
 from ppl.distributions import Distribution, check_group_ndims, check_sample_dtype, resolve_reparameterized
@@ -114,7 +115,7 @@ class BayesianNet(NodeHelpers):
     def stochastic(self, name: str, distribution: dist.Distribution | Distribution, *,
                    group_ndims: int | None = None, n_samples: int | None = None,
                    is_reparameterized: bool | None = None, use_path_derivative: bool | None = None,
-                   dtype=None) -> jax.Array:
+                   dtype: DTypeLike | None = None) -> jax.Array:
         """Adds a stochastic node following a numpyro distribution or a ZhuSuan-style one.
 
         Args:
@@ -231,7 +232,8 @@ class BayesianNet(NodeHelpers):
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def get(self, name_or_names: str | Sequence[str]):
+    def get(self, name_or_names: str | Sequence[str]
+            ) -> StochasticTensor | DeterministicTensor | list[StochasticTensor | DeterministicTensor]:
         """The node record for a name, or a list of records for a list of names."""
         if isinstance(name_or_names, str):
             return self[name_or_names]
@@ -255,31 +257,34 @@ class BayesianNet(NodeHelpers):
         """The stochastic nodes that were sampled rather than observed."""
         return {k: v for k, v in self.stochastic_nodes().items() if not v.is_observed}
 
-    def cond_log_prob(self, name_or_names: str | Sequence[str]):
+    def cond_log_prob(self, name_or_names: str | Sequence[str]) -> jax.Array | list[jax.Array]:
         """Log-density of one node given its parents (`group_ndims` applied), or a list of them.
 
         Raises:
           TypeError: a name refers to a deterministic node.
         """
         if not isinstance(name_or_names, str):
-            return [self.cond_log_prob(name) for name in name_or_names]
-        node = self[name_or_names]
+            return [self._cond_log_prob(name) for name in name_or_names]
+        return self._cond_log_prob(name_or_names)
+
+    def _cond_log_prob(self, name: str) -> jax.Array:
+        node = self[name]
         if not isinstance(node, StochasticTensor):
-            raise TypeError(f"node {name_or_names!r} is deterministic and has no log-density")
+            raise TypeError(f"node {name!r} is deterministic and has no log-density")
         return node.log_prob
 
-    def outputs(self, name_or_names: str | Sequence[str]):
+    def outputs(self, name_or_names: str | Sequence[str]) -> jax.Array | list[jax.Array]:
         """The value of one node, or a list of values (ZhuSuan's `outputs`; see also `get`)."""
         if isinstance(name_or_names, str):
             return self[name_or_names].value
         return [self[name].value for name in name_or_names]
 
-    def local_log_prob(self, name_or_names: str | Sequence[str]):
+    def local_log_prob(self, name_or_names: str | Sequence[str]) -> jax.Array | list[jax.Array]:
         """Alias of `cond_log_prob` (ZhuSuan's older name)."""
         return self.cond_log_prob(name_or_names)
 
     def query(self, name_or_names: str | Sequence[str], outputs: bool = False,
-              local_log_prob: bool = False):
+              local_log_prob: bool = False) -> tuple[jax.Array, ...] | list[tuple[jax.Array, ...]]:
         """Values and/or log-densities of nodes, shaped as ZhuSuan's `query` returned them.
 
         Args:
@@ -301,8 +306,8 @@ class BayesianNet(NodeHelpers):
         if not (outputs or local_log_prob):
             raise ValueError("query: select outputs=True and/or local_log_prob=True")
         names = [name_or_names] if isinstance(name_or_names, str) else list(name_or_names)
-        rows = [tuple(([self.outputs(name)] if outputs else [])
-                      + ([self.cond_log_prob(name)] if local_log_prob else [])) for name in names]
+        rows = [tuple(([self[name].value] if outputs else [])
+                      + ([self._cond_log_prob(name)] if local_log_prob else [])) for name in names]
         return rows[0] if isinstance(name_or_names, str) else rows
 
     def log_joint(self) -> jax.Array:
@@ -382,11 +387,12 @@ def _is_float(dtype) -> bool:
     return dtype is not None and np.dtype(dtype).kind == "f"
 
 
-def _make_helper(method: str, spec: NodeSpec):
+def _make_helper(method: str, spec: NodeSpec) -> Callable[..., jax.Array]:
     make = spec.make_distribution
 
-    def helper(self, name, *args, group_ndims=0, n_samples=None, is_reparameterized=None,
-               use_path_derivative=False, dtype=None, **kwargs):
+    def helper(self: BayesianNet, name: str, *args: Any, group_ndims: int = 0, n_samples: int | None = None,
+               is_reparameterized: bool | None = None, use_path_derivative: bool = False,
+               dtype: DTypeLike | None = None, **kwargs: Any) -> jax.Array:
         try:
             distribution = make(*args, **kwargs)
         except (TypeError, ValueError) as error:

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
+from jax.typing import DTypeLike
 
 from ppl import numpyro_extras
 from ppl.nodes import NODE_TABLE, ZHUSUAN_ALIASES
@@ -75,7 +76,7 @@ def resolve_reparameterized(where: str, distribution: dist.Distribution, flag: b
     return bool(flag)
 
 
-def check_sample_dtype(where: str, distribution: dist.Distribution, dtype: Any):
+def check_sample_dtype(where: str, distribution: dist.Distribution, dtype: Any) -> np.dtype | None:
     """The numpy dtype samples are cast to, or None; `dtype=` applies to discrete distributions."""
     if dtype is None:
         return None
@@ -167,8 +168,9 @@ class Distribution:
     _make = None
     zhusuan_name = "Distribution"
 
-    def __init__(self, *args, group_ndims: int = 0, is_reparameterized: bool | None = None,
-                 use_path_derivative: bool = False, dtype=None, check_numerics: bool = False, **kwargs):
+    def __init__(self, *args: Any, group_ndims: int = 0, is_reparameterized: bool | None = None,
+                 use_path_derivative: bool = False, dtype: DTypeLike | None = None,
+                 check_numerics: bool = False, **kwargs: Any) -> None:
         make = type(self)._make
         if make is None:
             raise TypeError("ppl.distributions.Distribution is abstract: use a subclass such as "
@@ -195,7 +197,7 @@ class Distribution:
     @classmethod
     def from_numpyro(cls, distribution: dist.Distribution, group_ndims: int = 0,
                      is_reparameterized: bool | None = None, use_path_derivative: bool = False,
-                     dtype=None, check_numerics: bool = False) -> Distribution:
+                     dtype: DTypeLike | None = None, check_numerics: bool = False) -> Distribution:
         """Wraps a numpyro distribution (see the class docstring for the other arguments)."""
         self = object.__new__(Distribution)
         self._parameters = {}
@@ -228,7 +230,7 @@ class Distribution:
         return not getattr(self.distribution.support, "is_discrete", False)
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         """The dtype of samples."""
         if self.sample_dtype is not None:
             return self.sample_dtype
@@ -238,7 +240,7 @@ class Distribution:
             return self.param_dtype if self.is_continuous else jnp.dtype(jnp.int32)
 
     @property
-    def param_dtype(self):
+    def param_dtype(self) -> np.dtype:
         """The floating dtype of the parameters."""
         leaves = [leaf for leaf in jax.tree_util.tree_leaves(self.distribution)
                   if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]

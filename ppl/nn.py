@@ -149,7 +149,7 @@ class BayesianModule(NamedTuple):
     apply_fn: Callable
     n_samples: int | None
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """The module's output; with `n_samples`, one output per weight sample, `[n_samples, ...]`."""
         if self.n_samples is None:
             return self.apply_fn(self.params, *args, **kwargs)

@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 from numpyro.distributions import constraints
 from numpyro.distributions.distribution import Distribution
 from numpyro.distributions.util import promote_shapes, validate_sample
@@ -47,7 +48,8 @@ class _OneHot(constraints.Constraint):
 one_hot = _OneHot()
 
 
-def logits_from(logits=None, probs=None, *, names=("logits", "probs")):
+def logits_from(logits: ArrayLike | None = None, probs: ArrayLike | None = None, *,
+                names: tuple[str, str] = ("logits", "probs")) -> jax.Array:
     """Returns unnormalised log-probabilities from exactly one of `logits` or `probs`.
 
     Args:
@@ -81,7 +83,7 @@ class _SimplexLogitsDistribution(Distribution):
     arg_constraints = {"logits": constraints.real_vector}
     pytree_data_fields: tuple[str, ...] = ("logits",)
 
-    def __init__(self, logits, *, validate_args=None):
+    def __init__(self, logits: ArrayLike, *, validate_args: bool | None = None) -> None:
         _check_has_category_axis(logits)
         self.logits = jnp.asarray(logits)
         batch_shape, event_shape = self.logits.shape[:-1], self.logits.shape[-1:]
@@ -105,13 +107,13 @@ class OneHotCategorical(_SimplexLogitsDistribution):
     support = one_hot
     has_enumerate_support = True
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """See `numpyro.distributions.Distribution.sample`."""
         shape = tuple(sample_shape) + self.batch_shape
         index = jax.random.categorical(key, self.logits, axis=-1, shape=shape)
         return jax.nn.one_hot(index, self.n_categories, dtype=jnp.int32)
 
-    def enumerate_support(self, expand=True):
+    def enumerate_support(self, expand: bool = True) -> jax.Array:
         """The K one-hot vectors, shape `[K, *batch, K]` (`[K, 1, ..., 1, K]` without `expand`).
 
         See `numpyro.distributions.Distribution.enumerate_support`.
@@ -121,18 +123,18 @@ class OneHotCategorical(_SimplexLogitsDistribution):
         return jnp.broadcast_to(values, (k,) + self.batch_shape + (k,)) if expand else values
 
     @validate_sample
-    def log_prob(self, value):
+    def log_prob(self, value: jax.Array) -> jax.Array:
         """See `numpyro.distributions.Distribution.log_prob`."""
         log_probs = jax.nn.log_softmax(self.logits, axis=-1)
         return jnp.sum(value * log_probs, axis=-1)
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         """The category probabilities softmax(logits), shape `[*batch, n_categories]`."""
         return jax.nn.softmax(self.logits, axis=-1)
 
     @property
-    def variance(self):
+    def variance(self) -> jax.Array:
         """p (1 - p) per category, shape `[*batch, n_categories]`."""
         probs = self.mean
         return probs * (1 - probs)
@@ -145,14 +147,15 @@ class _ConcreteBase(_SimplexLogitsDistribution):
     pytree_data_fields = ("temperature", "logits")
     reparametrized_params = ["temperature", "logits"]
 
-    def __init__(self, temperature, logits, *, validate_args=None):
+    def __init__(self, temperature: ArrayLike, logits: ArrayLike, *,
+                 validate_args: bool | None = None) -> None:
         logits = jnp.asarray(logits)
         _check_has_category_axis(logits)
-        temperature = jnp.asarray(temperature, dtype=jnp.result_type(logits, float))
+        tau = jnp.asarray(temperature, dtype=jnp.result_type(logits, float))
         # temperature broadcasts against the batch shape of logits.
-        (temperature,) = promote_shapes(temperature, shape=logits.shape[:-1])
-        self.temperature = temperature
-        batch_shape = jnp.broadcast_shapes(jnp.shape(temperature), logits.shape[:-1])
+        (tau,) = promote_shapes(tau, shape=logits.shape[:-1])
+        self.temperature: jax.Array = tau
+        batch_shape = jnp.broadcast_shapes(jnp.shape(tau), logits.shape[:-1])
         logits = jnp.broadcast_to(logits, batch_shape + logits.shape[-1:])
         super().__init__(logits, validate_args=validate_args)
 
@@ -187,11 +190,11 @@ class ExpConcrete(_ConcreteBase):
 
     support = constraints.real_vector
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """See `numpyro.distributions.Distribution.sample`."""
         return self._log_sample(key, sample_shape)
 
-    def log_prob(self, value):
+    def log_prob(self, value: jax.Array) -> jax.Array:
         """See `numpyro.distributions.Distribution.log_prob`."""
         tau = self.temperature[..., None]
         centred = self.logits - tau * value
@@ -216,11 +219,11 @@ class Concrete(_ConcreteBase):
 
     support = constraints.simplex
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """See `numpyro.distributions.Distribution.sample`."""
         return jnp.exp(self._log_sample(key, sample_shape))
 
-    def log_prob(self, value):
+    def log_prob(self, value: jax.Array) -> jax.Array:
         """See `numpyro.distributions.Distribution.log_prob`."""
         tau = self.temperature[..., None]
         log_value = jnp.log(value)
@@ -243,13 +246,13 @@ class UnnormalizedMultinomial(_SimplexLogitsDistribution):
 
     support = constraints.independent(constraints.nonnegative_integer, 1)
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """See `numpyro.distributions.Distribution.sample`."""
         raise NotImplementedError(
             "UnnormalizedMultinomial cannot be sampled (the number of trials is unknown); "
             "observe it, or use `multinomial` with `n_experiments`")
 
-    def log_prob(self, value):
+    def log_prob(self, value: jax.Array) -> jax.Array:
         """See `numpyro.distributions.Distribution.log_prob`."""
         return jnp.sum(value * jax.nn.log_softmax(self.logits, axis=-1), axis=-1)
 
@@ -277,18 +280,19 @@ class HalfStudentT(Distribution):
     reparametrized_params = ["df", "scale"]
     pytree_data_fields = ("df", "scale")
 
-    def __init__(self, df=1.0, scale=1.0, *, validate_args=None):
+    def __init__(self, df: ArrayLike = 1.0, scale: ArrayLike = 1.0, *,
+                 validate_args: bool | None = None) -> None:
         batch_shape = jax.lax.broadcast_shapes(jnp.shape(df), jnp.shape(scale))
         self.df, self.scale = (jnp.broadcast_to(v, batch_shape) for v in promote_shapes(df, scale))
         super().__init__(batch_shape=batch_shape, validate_args=validate_args)
 
-    def sample(self, key, sample_shape=()):
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
         """See `numpyro.distributions.Distribution.sample`."""
         shape = tuple(sample_shape) + self.batch_shape
         return jnp.abs(jax.random.t(key, self.df, shape, jnp.result_type(self.scale, float))) * self.scale
 
     @validate_sample
-    def log_prob(self, value):
+    def log_prob(self, value: jax.Array) -> jax.Array:
         """See `numpyro.distributions.Distribution.log_prob`."""
         z = value / self.scale
         half = 0.5 * (self.df + 1.0)
@@ -297,7 +301,7 @@ class HalfStudentT(Distribution):
         return math.log(2.0) + log_norm - half * jnp.log1p(z * z / self.df)
 
     @property
-    def mean(self):
+    def mean(self) -> jax.Array:
         """`2 scale sqrt(df / pi) Gamma((df+1)/2) / (Gamma(df/2) (df-1))` for df > 1, else inf."""
         gammaln = jax.scipy.special.gammaln
         log_ratio = gammaln(0.5 * (self.df + 1.0)) - gammaln(0.5 * self.df)

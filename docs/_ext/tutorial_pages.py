@@ -1,8 +1,9 @@
 """Copies the tutorial notebooks into `docs/tutorials/` and writes their index page.
 
-The notebooks live in `notebooks/` (built from `notebooks/src/` and stored without outputs, see
-`notebooks/build.py`); Sphinx reads only files under `docs/`, so they are copied at build time. The
-docs build renders them as stored and never executes them: `tests/notebooks` runs every one.
+The notebooks live in `notebooks/` (built from `notebooks/src/` by `notebooks/build.py`, then
+executed and stored with their outputs by `python -m docs.execute_notebooks`); Sphinx reads only
+files under `docs/`, so they are copied at build time. The docs build renders them as stored and
+never executes them: `tests/notebooks` runs every one.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def write(source: Path, target: Path) -> None:
     (target / "index.md").write_text(f"""# Tutorials
 
 Each tutorial is a notebook in `notebooks/` that runs top to bottom on a CPU in a couple of minutes
-(a `SCALE` variable at the top makes the runs longer). They are stored without outputs, so these
-pages show the code and the text; run a notebook (`jupyter lab notebooks/`) to see its numbers and
-plots. The test suite executes every notebook.
+(a `SCALE` variable at the top makes the runs longer). These pages show each notebook with the
+outputs of its last stored run (`python -m docs.execute_notebooks`, see
+[Building these pages](../contributing.md)); the test suite executes every notebook afresh.
 
 | tutorial | file |
 |---|---|
