@@ -51,7 +51,7 @@ from models.vae.plots import _save_grid, image_grid
 
 __all__ = ["DEFAULT_EPOCHS", "N_CLASSES", "add_arguments", "bounds", "build_gen", "build_q_net",
            "choose_labelled", "evaluate", "fit", "init_params", "loss_fn", "main", "plot_class_samples",
-           "sample_by_class"]
+           "sample_by_class", "test_error_fn"]
 
 N_CLASSES = 10
 # Passes over the unlabelled digits (batches of --batch-size).
@@ -173,7 +173,8 @@ def choose_labelled(key: jax.Array, labels, n_per_class: int = 10) -> np.ndarray
 
 
 def fit(key: jax.Array, x_l, y_l, x_u, *, n_epochs: int, batch_size: int = 100, learning_rate: float = 3e-4,
-        alpha_scale: float = 0.1, z_dim: int = 50, n_hidden: int = 500, progress_bar: bool = True):
+        alpha_scale: float = 0.1, z_dim: int = 50, n_hidden: int = 500, eval_fn=None,
+        progress_bar: bool = True):
     """Trains M2 with Adam through `inference.fit`, digits binarised afresh in every step.
 
     Args:
@@ -182,6 +183,7 @@ def fit(key: jax.Array, x_l, y_l, x_u, *, n_epochs: int, batch_size: int = 100, 
       x_u: unlabelled intensities `[N, x_dim]` (may include the labelled digits).
       n_epochs, batch_size: passes over `x_u`, and unlabelled digits per step.
       alpha_scale: alpha = alpha_scale * N, the paper's 0.1.
+      eval_fn: passed to `inference.fit`, run after every epoch (e.g. `test_error_fn`).
 
     Returns:
       `(params, history)`: `history` from `inference.fit` (per-epoch "cost", "labelled_bound",
@@ -211,7 +213,7 @@ def fit(key: jax.Array, x_l, y_l, x_u, *, n_epochs: int, batch_size: int = 100, 
         return cost, (state, metrics)
 
     result = inference.fit(key_fit, loss, params, optax.adam(learning_rate), x_u, n_epochs=n_epochs,
-                           batch_size=batch_size, progress_bar=progress_bar)
+                           batch_size=batch_size, eval_fn=eval_fn, progress_bar=progress_bar)
     return result.params, result.history
 
 
@@ -220,6 +222,17 @@ def _evaluate_chunk(params, key, x, y, n_particles):
     labelled, unlabelled, _ = bounds(params, key, x, jax.nn.one_hot(y, N_CLASSES), x, n_particles)
     errors = jnp.argmax(nn.mlp(params["classifier"], x), -1) != y
     return errors, labelled.value, unlabelled.value
+
+
+def test_error_fn(x, y):
+    """`eval_fn(params, key, state) -> {"test_error"}` for `inference.fit`: the fraction of binary
+    digits `x` `[n, x_dim]` with labels `y` `[n]` that argmax q(y | x) misclassifies, once per epoch."""
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+
+    def eval_fn(params, key, state):
+        return {"test_error": jnp.mean(jnp.argmax(nn.mlp(params["classifier"], x), -1) != y)}
+
+    return eval_fn
 
 
 def evaluate(params: dict, key: jax.Array, x, y, n_particles: int = 10, batch_size: int = 500) -> dict:
@@ -301,11 +314,11 @@ def main(args: argparse.Namespace) -> int:
     x_test, y_test = data.x_test[test], data.y_test[test]
     labelled = choose_labelled(keys["labels"], y_train, args.n_labels // N_CLASSES)
     epochs = args.epochs or DEFAULT_EPOCHS[dataset]
+    x_test = np.asarray(jax.random.bernoulli(keys["binarize"], x_test), np.float32)  # binarised once
     params, history = fit(keys["fit"], x_train[labelled], y_train[labelled], x_train, n_epochs=epochs,
                           batch_size=min(args.batch_size, len(x_train)), learning_rate=args.learning_rate,
                           alpha_scale=args.alpha_scale, z_dim=args.z_dim, n_hidden=args.n_hidden,
-                          progress_bar=not args.quiet)
-    x_test = np.asarray(jax.random.bernoulli(keys["binarize"], x_test), np.float32)  # binarised once
+                          eval_fn=test_error_fn(x_test, y_test), progress_bar=not args.quiet)
     scores = evaluate(params, keys["eval"], x_test, y_test)
     out = cli.output_dir(args)
     plot_class_samples(out / "class_samples.png", sample_by_class(params, keys["samples"], 10))
@@ -313,7 +326,8 @@ def main(args: argparse.Namespace) -> int:
                "n_train": len(x_train), "n_test": len(x_test), **scores,
                "train_labelled_bound": float(history["labelled_bound"][-1]),
                "train_unlabelled_bound": float(history["unlabelled_bound"][-1]),
-               "history": {k: history[k] for k in ("cost", "labelled_bound", "unlabelled_bound")},
+               "history": {k: history[k] for k in ("cost", "labelled_bound", "unlabelled_bound",
+                                                    "train_accuracy", "test_error", "seconds")},
                "seconds": time.perf_counter() - start}
     cli.write_metrics(out, metrics)
     print(f"ssl_vae ({dataset}, {args.n_labels} labels): test error {scores['test_error']:.4f}, "
