@@ -20,37 +20,7 @@ PACKAGES = ("ppl", "inference")
 # TEMPORARY: `inference.hmc` and `inference.sgmcmc` were being annotated on other branches while this
 # test was written. The coordinator empties this allow-list once those branches are merged; it may
 # hold names of those two subpackages only.
-TEMPORARY_UNANNOTATED_IN_HMC_AND_SGMCMC: frozenset[str] = frozenset({
-    "inference.hmc.adaptation.dual_averaging_init",
-    "inference.hmc.adaptation.dual_averaging_update",
-    "inference.hmc.adaptation.ema_init",
-    "inference.hmc.adaptation.ema_update",
-    "inference.hmc.adaptation.find_reasonable_step_size",
-    "inference.hmc.adaptation.welford_init",
-    "inference.hmc.base.HMCFamily.run",
-    "inference.hmc.base.HMCFamily.sample",
-    "inference.hmc.chees.build_kernel",
-    "inference.hmc.chees.chees_gradient",
-    "inference.hmc.chees.halton",
-    "inference.hmc.chees.n_leapfrogs_at",
-    "inference.hmc.driver.per_chain_warmup",
-    "inference.hmc.driver.sample_chains",
-    "inference.hmc.driver.unflatten_state",
-    "inference.hmc.initialization.initial_state",
-    "inference.hmc.integrators.leapfrog_trajectory",
-    "inference.hmc.integrators.velocity_verlet",
-    "inference.hmc.kernel.build_kernel",
-    "inference.hmc.kernel.init",
-    "inference.hmc.nuts.build_kernel",
-    "inference.hmc.nuts.tree_uniform",
-    "inference.hmc.window.clip_step_size",
-    "inference.hmc.window.window_adaptation",
-    "inference.sgmcmc.base.SGMCMC.gradient_position",
-    "inference.sgmcmc.base.SGMCMC.init",
-    "inference.sgmcmc.base.SGMCMC.step",
-    "inference.sgmcmc.base.SGMCMC.update",
-    "inference.sgmcmc.driver.sample",
-})
+TEMPORARY_UNANNOTATED_IN_HMC_AND_SGMCMC: frozenset[str] = frozenset()
 _TEMPORARY_PREFIXES = ("inference.hmc.", "inference.sgmcmc.")
 
 

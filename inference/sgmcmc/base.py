@@ -69,7 +69,7 @@ def check_latent(latent: Mapping[str, Any]) -> dict[str, jax.Array]:
 class SGMCMC:
     """Base class: binds a sampler's configuration; subclasses implement `init`, `_update`."""
 
-    def init(self, latent: Mapping[str, Any]):  # pragma: no cover - abstract
+    def init(self, latent: Mapping[str, Any]) -> Any:  # pragma: no cover - abstract
         """The sampler's state at `latent` (a dict of arrays); see the subclass."""
         raise NotImplementedError
 
@@ -80,7 +80,7 @@ class SGMCMC:
     def _position_for_gradient(self, state, prepared) -> dict[str, jax.Array]:
         return state.position
 
-    def gradient_position(self, key: jax.Array, state) -> dict[str, jax.Array]:
+    def gradient_position(self, key: jax.Array, state: Any) -> dict[str, jax.Array]:
         """Where `update(key, state, ...)` needs the log-joint gradient (`state.position` unless
         the integrator looks ahead)."""
         return self._position_for_gradient(state, self._prepare(key, state))
@@ -88,7 +88,8 @@ class SGMCMC:
     def _update(self, prepared, state, grads: dict[str, jax.Array]):  # pragma: no cover
         raise NotImplementedError
 
-    def update(self, key: jax.Array, state, log_joint_grad: Mapping[str, jax.Array] | Callable):
+    def update(self, key: jax.Array, state: Any,
+               log_joint_grad: Mapping[str, jax.Array] | Callable) -> tuple[Any, Any]:
         """One step from the log-joint gradient.
 
         Args:
@@ -125,7 +126,8 @@ class SGMCMC:
         check_gradient(position, log_joint_grad)
         return dict(log_joint_grad)
 
-    def step(self, key: jax.Array, state, meta_bn, observed: Mapping[str, Any]):
+    def step(self, key: jax.Array, state: Any, meta_bn: Any,
+             observed: Mapping[str, Any]) -> tuple[Any, Any]:
         """One step with the gradient of `meta_bn`'s log-joint given `observed` (a minibatch).
 
         The model's `log_joint` override should rescale the minibatch likelihood by
