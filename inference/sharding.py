@@ -26,7 +26,7 @@ from jax.sharding import PartitionSpec as P
 
 from inference.train_data import put
 
-__all__ = ["ChainMesh", "chain_mesh", "constrain_batch", "constrain_chains", "place"]
+__all__ = ["ChainMesh", "auto_axes", "chain_mesh", "constrain_batch", "constrain_chains", "place"]
 
 
 class ChainMesh(NamedTuple):
@@ -48,8 +48,19 @@ class ChainMesh(NamedTuple):
     replicated: NamedSharding
 
 
-def _auto(mesh: Mesh) -> Mesh:
-    """The same devices and axis names, every axis Auto (sharding propagated by XLA)."""
+def auto_axes(mesh: Mesh) -> Mesh:
+    """The same devices and axis names, every axis Auto (sharding propagated by XLA).
+
+    The samplers index single chains inside their programs, which an Explicit axis (the default of
+    `jax.make_mesh`) refuses to type-check on a sharded dimension; with Auto axes XLA propagates
+    the placement of the inputs instead. Shared by the SG-MCMC driver and `inference.hmc.sharding`.
+
+    Args:
+      mesh: any `jax.sharding.Mesh`.
+
+    Returns:
+      `mesh` itself when every axis is already Auto, else a new mesh on the same devices.
+    """
     if all(t == AxisType.Auto for t in mesh.axis_types):
         return mesh
     return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
@@ -94,7 +105,7 @@ def chain_mesh(mesh: Any, n_chains: int, batch_size: int | None = None, n_exampl
     if batch_size is not None and batch_size % n_data_devices:
         raise ValueError(f"batch_size={batch_size} must be divisible by the mesh's 'data' axis of size "
                          f"{n_data_devices}, so that every device gets the same number of examples")
-    mesh = _auto(mesh)
+    mesh = auto_axes(mesh)
     chains = "chains" if "chains" in names else None
     data = "data" if "data" in names else None
     rows = data if n_examples and n_examples % n_data_devices == 0 else None

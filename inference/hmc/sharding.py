@@ -12,7 +12,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from inference.sharding import auto_axes
 
 __all__ = ["CHAINS_AXIS", "check_chain_mesh", "shard_chains"]
 
@@ -66,8 +68,5 @@ def shard_chains(tree: Any, n_chains: int, mesh: Mesh | None = None) -> Any:
         mesh = Mesh(np.asarray(devices), (CHAINS_AXIS,))
     else:
         check_chain_mesh(mesh, n_chains)
-        # the samplers index single chains (warmup, the first position's layout), which an Explicit
-        # axis (`jax.make_mesh`'s default) refuses to type-check on a sharded dimension: use the same
-        # devices with Auto axes and let XLA propagate the placement
-        mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+        mesh = auto_axes(mesh)  # the samplers index single chains: Explicit axes would refuse it
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(CHAINS_AXIS)))
