@@ -32,7 +32,14 @@ TIMEOUT_S = 600   # per cell
 
 
 def clear_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Empties every code cell's outputs and execution count, in place; returns `notebook`."""
+    """Empties every code cell's outputs and execution count, in place.
+
+    Args:
+      notebook: an nbformat v4 notebook.
+
+    Returns:
+      The same `notebook` object (markdown cells untouched), ready to be executed afresh.
+    """
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -86,7 +93,14 @@ def _resolve(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: executes the named notebooks (default all) and writes them with outputs."""
+    """The command line: executes the named notebooks (default all) and writes them with outputs.
+
+    Args:
+      argv: the arguments without the program name (None: `sys.argv[1:]`).
+
+    Returns:
+      0 when every notebook ran; 1 when any raised (that notebook is reported and not written).
+    """
     parser = argparse.ArgumentParser(prog="python -m docs.execute_notebooks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="notebooks to run (default: every notebooks/*.ipynb)")

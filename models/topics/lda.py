@@ -149,7 +149,16 @@ def _sgvb_loss(n_docs: int, alpha: float, beta: float, n_particles: int, learnin
 
 
 def steps_per_epoch(n_docs: int, batch_size: int) -> int:
-    """Optimiser steps in one epoch of `fit_lda`: `n_docs // batch_size` (the remainder sits out)."""
+    """Optimiser steps in one epoch of `fit_lda`: `n_docs // batch_size` (the remainder sits out).
+
+    Args:
+      n_docs: documents in the training corpus.
+      batch_size: documents per step, in [1, n_docs] (`fit_lda` raises ValueError otherwise; here a
+        larger batch gives 0).
+
+    Returns:
+      The number of steps, an int (the command line rounds `--steps` up to whole epochs with it).
+    """
     return n_docs // batch_size
 
 
