@@ -1,6 +1,7 @@
 """The semi-supervised VAE (M2): bounds' shapes, label enumeration and a short run of the command."""
 
 import json
+import time
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +35,9 @@ def test_choose_labelled_takes_n_per_class():
 
 def test_command_learns_to_classify_from_50_labels(tmp_path):
     """A short run (80 steps, small nets) on 500 packaged digits with 5 labels per class lifts test
-    accuracy well above chance (error 0.9). The classification weight is raised (--alpha-scale 10)
-    so that so few steps suffice; on a 2-core machine the run gave error ~0.4, so the bound 0.75 has a
-    wide margin. Writes metrics.json (with the test error after every epoch) and the
+    accuracy well above chance (error 0.9). The classification weight is set to 10 (--alpha-scale 10,
+    over the default ZhuSuan weighting's 1200) so that so few steps suffice; on a 2-core machine the
+    run gave error ~0.4, so the bound 0.75 has a wide margin. Writes metrics.json (with the test error after every epoch) and the
     class-conditional grid."""
     status = models.__main__.main(["ssl_vae", "--out", str(tmp_path), "--epochs", "8", "--n-train", "500",
                                    "--n-test", "200", "--n-labels", "50", "--batch-size", "50",
@@ -52,3 +53,23 @@ def test_command_learns_to_classify_from_50_labels(tmp_path):
     assert (tmp_path / "class_samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="--n-labels must be a positive multiple of 10"):
         models.__main__.main(["ssl_vae", "--out", str(tmp_path / "bad"), "--n-labels", "15"])
+
+
+def test_loss_weights_presets_overrides_and_errors():
+    """ZhuSuan's weights, the paper's J^alpha / N (alpha = 0.1 N) and the overrides."""
+    assert ssl.loss_weights("zhusuan", 100, 60000) == (1.0, 1.0, 1200.0)
+    assert ssl.loss_weights("paper", 100, 60000) == pytest.approx((100 / 60000, 1.0, 0.1))
+    assert ssl.loss_weights("paper", 100, 60000, labelled_weight=2.0, alpha_scale=5.0) == (2.0, 1.0, 5.0)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        ssl.loss_weights("kingma", 100, 60000)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        ssl.loss_weights("zhusuan", 100, 60000, alpha_scale=-1.0)
+
+
+def test_time_budget_stops_after_the_deadline():
+    """`--max-minutes`: the callback asks `fit` to stop once the budget is spent, never before."""
+    assert ssl._time_budget(None) is None
+    assert ssl._time_budget(60.0)(1, None, None, {}) is False
+    spent = ssl._time_budget(1e-9)
+    time.sleep(1e-3)
+    assert spent(1, None, None, {}) is True
