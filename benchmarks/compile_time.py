@@ -10,8 +10,11 @@ twice in one process with every JAX cache cleared before its first call:
 - `blackjax_nuts`: `window_adaptation` + `nuts` steps in one jitted function (chains by `vmap`) on
   the flat log-density.
 
-Reported per contender: `first_seconds` (compile + run), `second_seconds` (run), and
-`compile_seconds` = first - second. NumPyro's `MCMC.run` traces and compiles again on every call
+Reported per contender: `first_seconds` (compile + run), `second_seconds` (run),
+`compile_seconds` = first - second, `first_cpu_seconds` (process CPU time of the first call: less
+sensitive to other load on the machine than wall time), and the first call's phases from
+`jax.monitoring` (`trace_seconds`, `lower_seconds`, `backend_compile_seconds`, summed over its
+programs). NumPyro's `MCMC.run` traces and compiles again on every call
 (a fresh `MCMC` object here, as a script does), so its `first_seconds` is the comparable number.
 Targets (issue 17): BLR compile < 5 s on the reference CPU, and
 ppl's compile time <= NumPyro's and BlackJAX's on every target.
@@ -39,6 +42,18 @@ import inference
 import ppl
 from benchmarks.nuts import Target, _blr, _eight_schools, blackjax_user
 from inference.compile_cache import PROGRAMS
+
+PHASES = {"trace_seconds": "/jax/core/compile/jaxpr_trace_duration",
+          "lower_seconds": "/jax/core/compile/jaxpr_to_mlir_module_duration",
+          "backend_compile_seconds": "/jax/core/compile/backend_compile_duration"}
+_EVENTS: dict[str, float] = {}
+
+
+def _record_event(event: str, duration: float, **_) -> None:
+    _EVENTS[event] = _EVENTS.get(event, 0.0) + duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_record_event)
 
 __all__ = ["TARGETS", "main"]
 
@@ -116,16 +131,21 @@ def measure(target, name, n_chains, n_warmup, n_samples) -> dict:
     """First- and second-call seconds of one contender, every cache cleared before the first."""
     jax.clear_caches()
     PROGRAMS.clear()
+    _EVENTS.clear()
+    cpu = time.process_time()
     if name == "blackjax_nuts":   # built and called once inside `_blackjax`
         blackjax_call, first = _blackjax(target, n_chains, n_warmup, n_samples)
         calls, times = [lambda seed: blackjax_call(seed)[0]], [first]
     else:
         calls, times = [lambda seed: CONTENDERS[name](target, seed, n_chains, n_warmup, n_samples)] * 2, []
     for seed, timed in enumerate(calls, start=2 - len(calls)):
+        if len(times) == 1:   # the first call is done: its CPU time and phases
+            cpu, phases = time.process_time() - cpu, {k: _EVENTS.get(v, 0.0) for k, v in PHASES.items()}
         start = time.perf_counter()
         jax.block_until_ready(timed(seed))
         times.append(time.perf_counter() - start)
-    row = {"first_seconds": times[0], "second_seconds": times[1], "compile_seconds": times[0] - times[1]}
+    row = {"first_seconds": times[0], "second_seconds": times[1], "compile_seconds": times[0] - times[1],
+           "first_cpu_seconds": cpu, **phases}
     if name.startswith("ppl"):
         row["programs"] = PROGRAMS.n_builds
     return row
@@ -147,7 +167,9 @@ def main(argv=None) -> dict:
         results["targets"][name] = rows
         for contender, row in rows.items():
             print(f"{name:14s} {contender:14s} compile {row['compile_seconds']:7.2f} s   "
-                  f"second call {row['second_seconds']:7.3f} s   programs {row.get('programs', '-')}")
+                  f"second call {row['second_seconds']:7.3f} s   programs {row.get('programs', '-')}   "
+                  f"first call: cpu {row['first_cpu_seconds']:6.2f} s, trace {row['trace_seconds']:5.2f}, "
+                  f"lower {row['lower_seconds']:5.2f}, XLA {row['backend_compile_seconds']:6.2f} s")
     if not args.quick:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -27,6 +27,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
@@ -35,7 +36,7 @@ from inference.mcmc_result import MCMCState
 from inference.progress import progress_callback
 
 __all__ = ["ChainWarmup", "Tuned", "LoopOutput", "sample_chains", "per_chain_warmup", "flatten_states",
-           "unflatten_state", "REDUCTIONS"]
+           "unflatten_state", "trace_once", "REDUCTIONS"]
 
 REDUCTIONS = ("mean", "any", "sum", "last")
 
@@ -163,7 +164,10 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
         return jax.vmap(step, in_axes=axes)(keys_i, states, tuned.step_size, tuned.inverse_mass_matrix, extra)
 
     adaptation = warmup.init(warmup_keys, states, tuned) if n_warmup else ()  # type: ignore[union-attr]
-    one_info = jax.eval_shape(lambda: record_info(call_kernel(keys, states, tuned, 0)[1], states))
+    # the vmapped kernel is traced once, here; the loop body replays its jaxpr (tracing it again for
+    # the diagnostics' shapes would double the largest part of the trace time)
+    call_kernel, (_, info_shape) = trace_once(call_kernel, keys, states, tuned, iteration)
+    one_info = jax.eval_shape(record_info, info_shape, states)
     kept = jax.eval_shape(jax.vmap(transform_fn), states.position)
     buffer = lambda s: jnp.zeros((n_samples + 1, *s.shape), s.dtype)   # a spare row for warmup writes
     buffers = jax.tree_util.tree_map(buffer, (kept, one_info))
@@ -176,15 +180,17 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
         states, adaptation, tuned, buffers, block, warm_acc = carry
         is_warm = i < n_warmup
         t = i - n_warmup
-        keys_i = jnp.where(is_warm, jax.vmap(jax.random.fold_in, in_axes=(0, None))(warmup_keys, i),
-                           jax.vmap(jax.random.fold_in, in_axes=(0, None))(sample_keys, iteration + t))
+        # one hash for both phases (each `fold_in` is a threefry loop in the program)
+        keys_i = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jnp.where(is_warm, warmup_keys, sample_keys),
+                                                                 jnp.where(is_warm, i, iteration + t))
         key_pairs = jax.vmap(jax.random.split)(keys_i)
         if n_warmup:
             def prepare(a, tn):
                 a = warmup.prepare(key_pairs[:, 0], a, states, i)
                 return a, warmup.tuned(a)
             adaptation, tuned = lax.cond(is_warm, prepare, lambda a, tn: (a, tn), adaptation, tuned)
-        states, info = call_kernel(key_pairs[:, 1], states, tuned, jnp.where(is_warm, i, iteration + t))
+        index = jnp.where(is_warm, i, iteration + t).astype(jnp.int32)   # the traced kernel's int32
+        states, info = call_kernel(key_pairs[:, 1], states, tuned, index)
         if n_warmup:
             def adapt(a, tn):
                 a = warmup.update(a, i, states, info)
@@ -208,6 +214,45 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
     infos = {name: value / thinning if reductions.get(name) == "mean" else value
              for name, value in infos.items()}
     return LoopOutput(positions, infos, states, tuned, warm_acc[:n_warmup].T)
+
+
+def trace_once(fn: Callable, *args: Any) -> tuple[Callable, Any]:
+    """`fn` traced once at `args`: a function that replays the traced program, and its output shapes.
+
+    Calling the replay (with arguments of `args`' shapes and dtypes) binds the recorded primitives
+    without running `fn`'s Python again, so a kernel whose shapes are needed before a loop is not
+    traced (and, under `vmap`, batched) a second time inside the loop body.
+
+    Args:
+      fn: a function of arrays (pytrees), possibly closing over tracers of the enclosing trace.
+      *args: example arguments (pytrees of arrays).
+
+    Returns:
+      `(replay, out_shape)`: `replay(*args) == fn(*args)` (the same primitives), and `out_shape`,
+      `fn`'s output as `jax.ShapeDtypeStruct` leaves.
+
+    Raises:
+      TypeError: (from `replay`) an argument whose shape or dtype differs from the traced one's.
+
+    Example:
+      >>> step, (_, info_shape) = trace_once(call_kernel, keys, states, tuned, index)
+      >>> states, info = step(keys_i, states, tuned, index_i)   # inside the loop body
+    """
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    out_tree = jax.tree_util.tree_structure(out_shape)
+    replay_flat = jaxpr_as_fun(closed)
+
+    in_avals = [jax.typeof(x) for x in jax.tree_util.tree_leaves(args)]
+
+    def replay(*call_args):
+        leaves = jax.tree_util.tree_leaves(call_args)
+        for leaf, aval in zip(leaves, in_avals, strict=True):
+            if (jnp.shape(leaf), jnp.result_type(leaf)) != (aval.shape, aval.dtype):
+                raise TypeError(f"trace_once: an argument of shape {jnp.shape(leaf)} and dtype "
+                                f"{jnp.result_type(leaf)} where {aval.shape} {aval.dtype} was traced")
+        return jax.tree_util.tree_unflatten(out_tree, replay_flat(*leaves))
+
+    return replay, out_shape
 
 
 def _reduce_block(block: dict, record: dict, reductions: dict, first) -> dict:

@@ -35,6 +35,7 @@ import numpy as np
 from jax import lax
 from numpyro.distributions.transforms import biject_to
 
+from inference.hmc.driver import trace_once
 from inference.hmc.kernel import HMCState
 from inference.hmc.kernel import init as hmc_init
 from ppl.substitution import substitute
@@ -182,14 +183,17 @@ def initial_state(key: jax.Array, meta_bn: Any, observed: Mapping[str, Any], spe
         return state, _is_finite(state)
 
     n_tries = MAX_INIT_TRIES if set(names) - set(values) else 1   # nothing to redraw: one try
-    state, ok = attempt(0)
+    # every try, the first included, inside the loop: one copy of the model and its gradient in the
+    # program (traced once), and the loop starts from a placeholder that no caller sees
+    attempt, shapes = trace_once(attempt, jnp.int32(0))
+    placeholder = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     def body(carry):
         t, _, _ = carry
         state, ok = attempt(t)
         return t + 1, state, ok
 
-    t, state, ok = lax.while_loop(lambda c: (~c[2]) & (c[0] < n_tries), body, (jnp.int32(1), state, ok))
+    t, state, ok = lax.while_loop(lambda c: (~c[2]) & (c[0] < n_tries), body, (jnp.int32(0), *placeholder))
     return state, ok, t
 
 
