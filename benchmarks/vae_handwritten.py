@@ -82,7 +82,7 @@ def make_train_step(optimizer: optax.GradientTransformation, n_particles: int = 
 def make_epoch(train_step, batch_size: int = 128):
     """A jitted epoch `epoch(params, opt_state, key, x_train) -> (params, opt_state, losses)`.
 
-    Same data pipeline and key usage as `models.vae.model.make_epoch`: permute `x_train`
+    The epoch of both VAE contenders (DSL and hand-written step alike): permute `x_train`
     `[n_train, x_dim]` (intensities in [0, 1]), drop the ragged last batch, binarise each batch
     with Bernoulli draws, and `lax.scan` `train_step` over the `n_train // batch_size` batches.
     `train_step` can be any `(params, opt_state, key, x) -> (params, opt_state, loss)` step, so

@@ -110,7 +110,7 @@ def _write(path: Path, record: dict) -> None:
 
 def _train(args, record, path, params0, x_train, x_test, key_train, key_eval):
     optimizer = optax.adam(args.learning_rate)
-    contenders = {"dsl": vae.make_epoch(optimizer, args.batch_size),
+    contenders = {"dsl": hw.make_epoch(vae.make_train_step(optimizer), args.batch_size),   # same batches
                   "handwritten": hw.make_epoch(hw.make_train_step(optimizer), args.batch_size)}
     evaluators = {"dsl": dsl_evaluate_per_digit, "handwritten": _hw_evaluate_per_digit}
     # Time the evaluation on a slice (after compiling) to budget the epochs against the deadline.

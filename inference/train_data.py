@@ -26,10 +26,11 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["DataSource", "prepare_data", "put", "shard_data", "to_host"]
+__all__ = ["DataSource", "check_process_sizes", "prepare_data", "put", "shard_data", "to_host"]
 
 
 def _is_key(x) -> bool:
@@ -56,9 +57,13 @@ def put(tree: Any, sharding: jax.sharding.Sharding | None) -> Any:
 
 
 def to_host(tree: Any) -> Any:
-    """Leaves as numpy arrays (a replicated global array is read from this process's copy)."""
+    """Leaves as numpy arrays, whole: a replicated global array of a multi-process run is read from
+    this process's copy, a split one (e.g. chains over processes) gathered from every process (a
+    collective: every process calls `to_host` on the same arrays, in the same order)."""
     def one(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if not x.is_fully_replicated:
+                return np.asarray(multihost_utils.process_allgather(x, tiled=True))
             x = x.addressable_data(0)
         return np.asarray(x)
     return jax.tree.map(one, tree)
@@ -79,7 +84,8 @@ def shard_data(data: Any, mesh: Mesh) -> Any:
       The same pytree of global arrays (`jax.Array`) `[n_local * n_processes, ...]`.
 
     Raises:
-      ValueError: the mesh has no "data" axis, or leaves with different leading sizes.
+      ValueError: the mesh has no "data" axis, leaves with different leading sizes, or processes
+        with different numbers of rows (each named; raised in every process).
 
     Example:
       >>> jax.distributed.initialize()
@@ -89,9 +95,31 @@ def shard_data(data: Any, mesh: Mesh) -> Any:
       ...                        batch_size=128, mesh=mesh)
     """
     _check_mesh(mesh)
-    _leading_size(data, "data")
+    check_process_sizes(_leading_size(data, "data"), "shard_data: the rows")
     sharding = NamedSharding(mesh, P("data"))
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), data)
+
+
+def check_process_sizes(n: int, what: str) -> None:
+    """Checks that every process of a multi-process run gives the same size `n` (nothing in one process).
+
+    A collective (every process calls it, in the same order): without it, shards of different sizes
+    meet in the first collective as a crash of the transport (gloo: "Received data size doesn't
+    match expected size") or a hang, far from the cause.
+
+    Args:
+      n: this process's size (e.g. its number of rows).
+      what: what `n` counts, for the message.
+
+    Raises:
+      ValueError: the sizes differ, each process's size named (raised in every process).
+    """
+    if jax.process_count() == 1:
+        return
+    sizes = np.asarray(multihost_utils.process_allgather(np.asarray(n, np.int64))).reshape(-1).tolist()
+    if len(set(sizes)) > 1:
+        listed = ", ".join(f"process {i}: {size}" for i, size in enumerate(sizes))
+        raise ValueError(f"{what} must have the same size in every process; got {listed}")
 
 
 def _check_mesh(mesh) -> int:
@@ -156,6 +184,8 @@ def prepare_data(data: Any, batch_size: int | None, *, drop_remainder: bool, ste
         raise ValueError("steps_per_epoch is for batches from a callable or iterator; with arrays an epoch "
                          "has N // batch_size steps (ceil(N / batch_size) with drop_remainder=False)")
     n = _leading_size(data, "data")
+    if mesh is not None:
+        check_process_sizes(n, "fit: the data (all N rows in every process, or shard_data's global arrays)")
     if (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
             or not 1 <= batch_size <= n):
         raise ValueError(f"batch_size must be an int in [1, {n}] (the number of examples), got "

@@ -91,14 +91,20 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation
     value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
 
     def step(train_state: TrainState, key: jax.Array, batch: Any) -> tuple[TrainState, StepInfo]:
-        params, opt_state, state = train_state
+        params, _, state = train_state
         (cost, (new_state, metrics)), grads = value_and_grad(params, key, batch, state)
         is_finite = _all_finite(cost, grads)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        proposed = TrainState(_cast_like(new_params, params), _cast_like(new_opt_state, opt_state),
+
+        def apply(train_state):
+            params, opt_state, state = train_state
+            updates, new_opt_state = optimizer.update(grads, opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            return TrainState(_cast_like(new_params, params), _cast_like(new_opt_state, opt_state),
                               _cast_like(new_state, state))
-        kept = jax.tree.map(lambda new, old: lax.select(is_finite, new, old), proposed, train_state)
+
+        # A branch, not a select over the proposed and old states: the update then fuses as it would
+        # without the check (measured on the VAE: +3% per step against +22% with `lax.select`).
+        kept = lax.cond(is_finite, apply, lambda train_state: train_state, train_state)
         return kept, StepInfo(cost, dict(metrics or {}), jnp.logical_not(is_finite))
 
     return step

@@ -5,10 +5,10 @@ The model (Salakhutdinov & Mnih's PMF): user factors U `[n_users, D]` and item f
 r_k ~ N(<U[u_k], V[i_k]> + offset, noise_std^2), where `offset` is the training mean rating. Only
 the observed (user, item) pairs enter the likelihood (factors gathered by index; the dense
 matrix is never formed). Parallel HMC chains with step-size and diagonal mass adaptation, started
-from a short MAP fit (Adam, optax) plus a small jitter per chain; the posterior predictive mean of
-held-out ratings is accumulated from the kept draws (only the test predictions are stored, not
-U and V: they are the model's deterministic node "r_test", returned by `sample` with
-`return_nodes="r_test"`). Writes `metrics.json` (test RMSE of HMC, MAP and baselines,
+from a short MAP fit (Adam through `inference.fit`) plus a small jitter per chain; the posterior
+predictive mean of held-out ratings is accumulated from the kept draws (only the test
+predictions are stored, not U and V: they are the model's deterministic node "r_test", returned
+by `sample` with `return_nodes="r_test"`). Writes `metrics.json` (test RMSE of HMC, MAP and baselines,
 acceptance, divergences, step size, ESS / R-hat of test predictions), trace plots and a
 predicted-vs-true plot.
 
@@ -130,35 +130,44 @@ def rmse(predicted, rating) -> float:
 
 
 def map_fit(key, log_joint_fn, shapes: dict, n_steps=300, learning_rate=0.03, init_std=0.1) -> dict:
-    """Maximises `log_joint_fn` with full-batch Adam (one jitted `lax.scan`) from N(0, init_std^2).
+    """Maximises `log_joint_fn` with full-batch Adam through `inference.fit`, from N(0, init_std^2).
+
+    One epoch of `n_steps` steps (one jitted `lax.scan`); the cost is `-log_joint_fn(params)`. The
+    ratings are inside `log_joint_fn`, so `fit`'s "data" are the step indices `[n_steps]`, taken
+    one per step in order. Steps with a non-finite log joint or gradient are skipped and warned
+    about by `fit`.
 
     Args:
       key: PRNG key for the starting point.
       log_joint_fn: `{"u", "v"} -> log p`, shape `[]`.
       shapes: latent name -> shape.
+      n_steps: Adam steps (>= 1).
+      learning_rate: Adam's step size.
+      init_std: sd of the N(0, init_std^2) starting point.
 
     Returns:
       The MAP estimate, `{name: array}`.
+
+    Example:
+      >>> model = make_log_joint(build_pmf(user, item, n_users, n_items, 10), {"r": rating})
+      >>> point = map_fit(key, model.log_joint_fn, {"u": (n_users, 10), "v": (n_items, 10)})
     """
     import optax
 
-    keys = jax.random.split(key, len(shapes))
+    import inference
+
+    key_init, key_fit = jax.random.split(key)
+    keys = jax.random.split(key_init, len(shapes))
     params = {name: init_std * jax.random.normal(k, shape)
               for k, (name, shape) in zip(keys, shapes.items(), strict=True)}
-    optimizer = optax.adam(learning_rate)
 
-    @jax.jit
-    def run(params):
-        def step(carry, _):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(lambda p: -log_joint_fn(p))(params)
-            updates, opt_state = optimizer.update(grads, opt_state)
-            return (optax.apply_updates(params, updates), opt_state), loss
+    def loss_fn(params, key, step, state):
+        del key, step                                             # deterministic, full batch
+        return -log_joint_fn(params), (state, None)
 
-        (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=n_steps)
-        return params
-
-    return run(params)
+    result = inference.fit(key_fit, loss_fn, params, optax.adam(learning_rate), jnp.arange(n_steps),
+                           n_epochs=1, batch_size=1, shuffle=False, progress_bar=False)
+    return result.params
 
 
 class FitResult(NamedTuple):

@@ -27,6 +27,14 @@ it), a "data" axis (each chain's minibatch is split over it and the gradient red
 positions replicated), or both (`inference.sharding`). The samples equal a one-device run up to
 float round-off (the order of the gradient sums).
 
+Several processes (`jax.distributed.initialize`, one per host): every process runs the same call
+with the same key, sizes and a mesh spanning every process's devices. The data are either the
+whole training set, the same in every process, or global arrays assembled from each process's own
+rows by `inference.shard_data(my_rows, mesh)` (put the "data" axis across the processes, so each
+process's devices hold its own rows). Processes giving data of different sizes are refused at
+once, in every process, with each process's size. The kept samples are gathered from every
+process (chains split over processes included), so every process returns all of them.
+
 Randomness: chain c uses `split(key, n_chains)[c]`; step t draws from `fold_in(chain key, t)`.
 `resume=result.state` continues the chains (positions, sampler state, data order, step count), so
 two runs resumed one from the other equal one longer run with the same key.
@@ -51,7 +59,7 @@ from inference.mcmc_result import MCMCResult
 from inference.sgmcmc.latents import latent_space, to_constrained_fn
 from inference.sgmcmc.program import ProgramSpec, build_call
 from inference.sharding import chain_mesh, place
-from inference.train_data import to_host
+from inference.train_data import check_process_sizes, to_host
 
 __all__ = ["SGMCMCResult", "SGMCMCState", "sample"]
 
@@ -175,7 +183,8 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
       resume: the `state` of an earlier result of the same sampler and model: continue from there.
       mesh: a `jax.sharding.Mesh` with a "chains" axis, a "data" axis (with data), or both; None:
         one device. `n_chains` must be divisible by the "chains" axis' size, `batch_size` by the
-        "data" axis' size.
+        "data" axis' size. In a multi-process run it spans every process's devices, and `data` is
+        the whole set in every process or `inference.shard_data`'s global arrays.
 
     Returns:
       An `MCMCResult` (`samples, info = result` unpacks): `samples` is `record_fn(position)` at
@@ -190,7 +199,8 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
         `is_init_batched` asks for, sizes of the other mode (epochs without data, steps with it);
         with a `model_fn`, an `init` that misses a latent, names a non-latent, or holds a value
         outside a latent's support or not finite; a mesh without a "chains" or "data" axis, a
-        "data" axis without data, `n_chains` or `batch_size` not divisible by its axis' size.
+        "data" axis without data, `n_chains` or `batch_size` not divisible by its axis' size; in a
+        multi-process run, processes whose data have different numbers of rows.
       TypeError: a model function of the wrong arity, a bad `init`/`data`, or `mesh` not a Mesh.
 
     Example:
@@ -202,6 +212,13 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
       >>> mesh = jax.make_mesh((2, 2), ("chains", "data"))   # 4 devices
       >>> result = sample(key, SGHMC(1e-4), model_fn, {"x": x, "y": y}, init, batch_size=100,
       ...                 n_epochs=50, n_chains=4, mesh=mesh)
+      >>> # 2 hosts x 2 devices, each host holding its own half of the rows:
+      >>> jax.distributed.initialize()
+      >>> devices = np.asarray(jax.devices()).reshape(2, 2).T   # "data" across the hosts
+      >>> mesh = jax.sharding.Mesh(devices, ("chains", "data"))
+      >>> rows = inference.shard_data({"x": my_x, "y": my_y}, mesh)
+      >>> result = sample(key, SGHMC(1e-4), model_fn, rows, init, batch_size=100, n_epochs=50,
+      ...                 n_chains=4, mesh=mesh)   # every host gets all 4 chains' samples
     """
     renamed = renamed_arguments(deprecated, {"thin": "thinning", "show_progress": "progress_bar",
                                              "n_burnin_epochs": "n_warmup_epochs"}, "sgmcmc.sample")
@@ -213,6 +230,9 @@ def sample(key: jax.Array, sampler: Any, model: Callable, data: Mapping[str, Any
                                       thinning, n_chains)
     n_chains = n_chains if resume is None else _resume_chains(resume, n)
     placement = None if mesh is None else chain_mesh(mesh, n_chains, batch_size if n else None, n)
+    if placement is not None and n:
+        check_process_sizes(n, "sgmcmc.sample: the data (every process gives all N rows, or "
+                               "inference.shard_data's global arrays)")
     space, position = None, None
     if resume is None:
         position = _checked_init(init, n_chains, is_init_batched)

@@ -52,7 +52,6 @@ __all__ = [
     "fit",
     "init_params",
     "loss_fn",
-    "make_epoch",
     "make_train_step",
     "plot_elbo",  # re-exported from models.vae.plots
     "plot_reconstructions",
@@ -165,39 +164,6 @@ def make_train_step(optimizer: optax.GradientTransformation, n_particles: int = 
     `x` is an already binarised batch `[batch, 784]`; `loss` is `loss_fn` before the update.
     """
     return jax.jit(_make_step(optimizer, n_particles))
-
-
-def make_epoch(optimizer: optax.GradientTransformation, batch_size: int = 128, is_binarized: bool = False,
-               n_particles: int = 1):
-    """A jitted pass over the data: `epoch(params, opt_state, key, x_train) -> (params, opt_state, losses)`.
-
-    The epoch permutes `x_train` `[n_train, 784]`, drops the ragged last batch, binarises each batch
-    with Bernoulli draws of its pixel intensities (unless `is_binarized`) and `lax.scan`s the SGVB
-    step over the `n_train // batch_size` batches; `losses` has shape `[n_train // batch_size]`.
-    Compiled once per training-set shape.
-    """
-    step = _make_step(optimizer, n_particles)
-
-    @jax.jit
-    def epoch(params, opt_state, key, x_train):
-        n_batches = x_train.shape[0] // batch_size
-        key_order, key_steps = jax.random.split(key)
-        order = jax.random.permutation(key_order, x_train.shape[0])[: n_batches * batch_size]
-
-        def body(carry, inputs):
-            key, index = inputs
-            key_binarize, key_loss = jax.random.split(key)
-            x = x_train[index]
-            if not is_binarized:
-                x = jax.random.bernoulli(key_binarize, x).astype(x_train.dtype)
-            params, opt_state, loss = step(*carry, key_loss, x)
-            return (params, opt_state), loss
-
-        inputs = (jax.random.split(key_steps, n_batches), order.reshape(n_batches, batch_size))
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), inputs)
-        return params, opt_state, losses
-
-    return epoch
 
 
 class FitResult(NamedTuple):

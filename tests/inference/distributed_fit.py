@@ -10,7 +10,9 @@ Used by `test_train_sharding.py` in subprocesses, because the device count (XLA_
 
 Each writes the trained parameters and the cost history to OUT (an .npz; process 0 only). The
 "explicit" mode also checks that SG-MCMC chains on a 2 x 2 ("chains", "data") mesh equal the
-one-device run (`check_sgmcmc_mesh`).
+one-device run (`check_sgmcmc_mesh`); the "single" and "process" modes also write SG-MCMC samples
+(`sgmcmc_*`; in "process" on a 2 x 2 mesh over both processes, each holding its own half of the
+rows: `check_sgmcmc_two_processes`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,46 @@ def check_sgmcmc_mesh(mesh):
                           **{**common, **bad})
 
 
+def sgmcmc_run(rows, mesh):
+    """SG-MCMC chains (4, thinned) over the rows, on `mesh` or (None) on one device."""
+    import jax
+    import jax.numpy as jnp
+
+    from inference import sgmcmc
+    init = {"w": jnp.zeros(3), "precision": jnp.asarray(1.0)}
+    return sgmcmc.sample(jax.random.key(3), sgmcmc.SGHMC(1e-3), sgmcmc_model_fn, rows, init, batch_size=BATCH,
+                         n_epochs=2, n_chains=4, thinning=2, progress_bar=False, mesh=mesh)
+
+
+def check_sgmcmc_two_processes(rows, mesh):
+    """SG-MCMC on 2 processes x 2 devices, each process holding its own half of the rows.
+
+    The mesh is 2 x 2 ("chains", "data") with the "data" axis across the processes: each process
+    holds one half of the rows, and its 2 devices one "data" column (both rows of chains). Returns
+    the result (its samples are compared with the single-device run's by the test). Rows of another
+    size in one process than in the other are refused in both, each size named, before any
+    collective could crash or hang on them.
+    """
+    import jax
+    import numpy as np
+    import pytest
+
+    import inference
+    devices = np.asarray(jax.devices()).reshape(2, 2).T        # row c: (process 0's, process 1's) device
+    mesh = jax.sharding.Mesh(devices, ("chains", "data"))
+    half = N // jax.process_count()
+    start = jax.process_index() * half
+    own = {k: v[start:start + half] for k, v in rows.items()}
+    result = sgmcmc_run(inference.shard_data(own, mesh), mesh)
+    assert result.samples["w"].shape == (4, 4, 3), result.samples["w"].shape   # all chains, gathered
+    ragged = {k: v[:half - 2 * jax.process_index()] for k, v in own.items()}   # 32 rows, then 30
+    with pytest.raises(ValueError, match="process 0: 32, process 1: 30"):
+        inference.shard_data(ragged, mesh)
+    with pytest.raises(ValueError, match="sgmcmc.sample: the data .* process 0: 32, process 1: 30"):
+        sgmcmc_run(ragged, mesh)
+    return result
+
+
 def run(rows, mesh, n_epochs=3, **kwargs):
     import jax
     import jax.numpy as jnp
@@ -126,12 +168,13 @@ def run(rows, mesh, n_epochs=3, **kwargs):
                          batch_size=batch_size, mesh=mesh, progress_bar=False, **kwargs)
 
 
-def save(out, result):
+def save(out, result, chains=None):
     import numpy as np
 
     import inference.train_data as train_data
     params = train_data.to_host(result.params)
-    np.savez(out, cost=result.history["cost"], noise=result.history["noise"], **params)
+    samples = {} if chains is None else {f"sgmcmc_{k}": v for k, v in chains.samples.items()}
+    np.savez(out, cost=result.history["cost"], noise=result.history["noise"], **params, **samples)
 
 
 def main(argv):
@@ -146,8 +189,10 @@ def main(argv):
                                    process_id=int(argv[3]))
     import inference
     rows = data()
+    chains = None
     if mode == "single":
         result = run(rows, None)
+        chains = sgmcmc_run(rows, None)
     else:
         if mode == "mesh":
             mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
@@ -166,8 +211,10 @@ def main(argv):
         check_resume_on_mesh(rows, mesh, result, out + ".checkpoints")
         assert len(result.params["w1"].sharding.device_set) == 4, result.params["w1"].sharding
         assert result.params["w1"].sharding.is_fully_replicated
+        if mode == "process":
+            chains = check_sgmcmc_two_processes(data(), mesh)
     if jax.process_index() == 0:
-        save(out, result)
+        save(out, result, chains)
     print("OK", mode, flush=True)
 
 
