@@ -193,16 +193,19 @@ def loss_weights(weighting: str, n_l: int, n: int, labelled_weight: float | None
       `(w_l, w_u, w_c)`, floats.
 
     Raises:
-      ValueError: an unknown `weighting`, or a negative weight.
+      ValueError: an unknown `weighting`, no labelled or unlabelled digits, or a weight that is
+        negative, infinite or NaN.
     """
-    presets = {"zhusuan": (1.0, 1.0, 1200.0), "paper": (n_l / n, 1.0, 0.1)}
-    if weighting not in presets:
+    if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if n_l < 1 or n < 1:
+        raise ValueError(f"need at least one labelled and one unlabelled digit, got n_l={n_l}, N={n}")
+    presets = {"zhusuan": (1.0, 1.0, 1200.0), "paper": (n_l / n, 1.0, 0.1)}
     w_l, w_u, w_c = presets[weighting]
     w_l = w_l if labelled_weight is None else float(labelled_weight)
     w_c = w_c if alpha_scale is None else float(alpha_scale)
-    if w_l < 0 or w_c < 0:
-        raise ValueError(f"labelled_weight and alpha_scale must be >= 0, got {w_l} and {w_c}")
+    if not (0 <= w_l < np.inf and 0 <= w_c < np.inf):          # NaN fails too
+        raise ValueError(f"labelled_weight and alpha_scale must be finite and >= 0, got {w_l} and {w_c}")
     return w_l, w_u, w_c
 
 

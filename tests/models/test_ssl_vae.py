@@ -63,8 +63,11 @@ def test_loss_weights_presets_overrides_and_errors():
     assert ssl.loss_weights("paper", 100, 60000, labelled_weight=2.0, alpha_scale=5.0) == (2.0, 1.0, 5.0)
     with pytest.raises(ValueError, match="weighting must be one of"):
         ssl.loss_weights("kingma", 100, 60000)
-    with pytest.raises(ValueError, match="must be >= 0"):
-        ssl.loss_weights("zhusuan", 100, 60000, alpha_scale=-1.0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="must be finite and >= 0"):
+            ssl.loss_weights("zhusuan", 100, 60000, alpha_scale=bad)
+    with pytest.raises(ValueError, match="at least one labelled and one unlabelled"):
+        ssl.loss_weights("paper", 100, 0)
 
 
 def test_time_budget_stops_after_the_deadline():
