@@ -294,7 +294,8 @@ def blackjax_user(target, n_chains, n_warmup, n_samples) -> Run:
 
 def kernels(target, n_chains, n_samples, step_size, inverse_mass, start) -> dict[str, Run]:
     """Each library's NUTS transition alone, same start (`[n_chains, d]`, in the posterior), step size
-    and diagonal inverse mass."""
+    and diagonal inverse mass; the peers' chains by `jax.vmap`, ours by `kernel.batched` (the chains
+    in lockstep), as each library's documentation batches chains."""
     import blackjax
     from numpyro.infer.hmc import hmc
 
@@ -302,12 +303,18 @@ def kernels(target, n_chains, n_samples, step_size, inverse_mass, start) -> dict
     init_numpyro, sample_numpyro = hmc(potential_fn=lambda z: -target.log_density(z), algo="NUTS")
     blackjax_nuts = blackjax.nuts(target.log_density, step_size, inverse_mass)
 
-    def ppl_chain(key, position):
-        def body(state, k):
-            state, info = ours(k, state, target.log_density, step_size, inverse_mass)
-            return state, (state.position, info.n_leapfrogs)
-        state = inference.hmc.init(position, target.log_density)
-        return lax.scan(body, state, jax.random.split(key, n_samples))[1]
+    def ppl_chains(keys, positions):   # all chains at once (`kernel.batched`, what `NUTS.sample` runs)
+        n = keys.shape[0]
+        step_sizes = jnp.full((n,), step_size)
+        masses = jnp.broadcast_to(inverse_mass, (n, *inverse_mass.shape))
+
+        def body(states, k):
+            states, info = ours.batched(k, states, target.log_density, step_sizes, masses)
+            return states, (states.position, info.n_leapfrogs)
+        states = jax.vmap(lambda p: inference.hmc.init(p, target.log_density))(positions)
+        per_draw = jax.vmap(lambda key: jax.random.split(key, n_samples))(keys).swapaxes(0, 1)
+        draws, steps = lax.scan(body, states, per_draw)[1]
+        return draws.swapaxes(0, 1), steps.swapaxes(0, 1)
 
     def numpyro_chain(key, position):
         state = init_numpyro(position, num_warmup=0, step_size=step_size, inverse_mass_matrix=inverse_mass,
@@ -324,9 +331,9 @@ def kernels(target, n_chains, n_samples, step_size, inverse_mass, start) -> dict
         return lax.scan(body, blackjax_nuts.init(position), jax.random.split(key, n_samples))[1]
 
     runs = {}
-    for name, chain in [("ppl_kernel", ppl_chain), ("numpyro_kernel", numpyro_chain),
-                        ("blackjax_kernel", blackjax_chain)]:
-        fn = jax.jit(lambda key, fn=chain: jax.vmap(fn)(jax.random.split(key, n_chains), start))
+    for name, chains in [("ppl_kernel", ppl_chains), ("numpyro_kernel", jax.vmap(numpyro_chain)),
+                         ("blackjax_kernel", jax.vmap(blackjax_chain))]:
+        fn = jax.jit(lambda key, fn=chains: fn(jax.random.split(key, n_chains), start))
         runs[name] = _timed_first(lambda seed, fn=fn: fn(jax.random.key(seed)))
     return runs
 

@@ -131,7 +131,9 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
     """Warmup then sampling for all chains, one `lax.scan` (call it inside `jax.jit`).
 
     Args:
-      kernel: `kernel(key, state, log_joint_fn, step_size, inverse_mass_matrix, **extra) -> (state, info)`.
+      kernel: `kernel(key, state, log_joint_fn, step_size, inverse_mass_matrix, **extra) -> (state, info)`,
+        vmapped over the chains; or, where it has one (NUTS) and takes no extra arguments, its
+        `kernel.batched` over all chains at once.
       log_joint_fn: `flat position [d] -> log p`, shape `[]`.
       keys: `[n_chains]` chain keys.
       states: `HMCState` of the chains, flat positions `[n_chains, d]`.
@@ -159,6 +161,11 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
 
     def call_kernel(keys_i, states, tuned, index):
         extra, extra_axes = kernel_args(tuned, index)
+        batched = getattr(kernel, "batched", None)
+        if batched is not None and not extra:   # the chains in lockstep (NUTS): no per-chain selects
+            per_chain = lambda x, axis: x if axis == 0 else jnp.broadcast_to(x, (n_chains, *jnp.shape(x)))
+            return batched(keys_i, states, log_joint_fn, per_chain(tuned.step_size, tuned_axes.step_size),
+                           per_chain(tuned.inverse_mass_matrix, tuned_axes.inverse_mass_matrix))
         step = lambda k, s, eps, imm, ex: kernel(k, s, log_joint_fn, eps, imm, **ex)
         axes = (0, 0, tuned_axes.step_size, tuned_axes.inverse_mass_matrix, extra_axes)
         return jax.vmap(step, in_axes=axes)(keys_i, states, tuned.step_size, tuned.inverse_mass_matrix, extra)

@@ -58,6 +58,38 @@ def test_tree_matches_the_recursive_reference(case):
         assert len(seen) >= 2   # the case exercises more than one kind of tree
 
 
+
+@pytest.mark.parametrize("case", [0, 3, 4])
+def test_chains_in_lockstep_match_the_recursive_reference(case):
+    # `kernel.batched` builds the trees of all chains at once, sharing the step index: chains that
+    # stop early (a U-turn, a divergence, the depth limit) must freeze while the others go on. Eight
+    # chains, each with its own key, start and step size (so their trees end at different depths),
+    # against the recursion run chain by chain.
+    max_depth, step_size, inverse_mass, threshold = CASES[case]
+    n_chains = 8
+    with jax.enable_x64(True):
+        inverse_mass = jnp.asarray(inverse_mass, jnp.float64)
+        keys = jax.random.split(jax.random.key(7 + case), n_chains)
+        positions = {"x": jax.random.normal(jax.random.key(2000 + case), (n_chains, 3), jnp.float64)}
+        step_sizes = step_size * jnp.linspace(0.6, 1.4, n_chains)
+        states = jax.vmap(lambda p: init(p, quartic_log_joint))(positions)
+        kernel = nuts.build_kernel(max_depth, threshold)
+        masses = jnp.broadcast_to(inverse_mass, (n_chains, *inverse_mass.shape))
+        batched = jax.jit(kernel.batched, static_argnums=2)
+        new, info = batched(keys, states, quartic_log_joint, step_sizes, masses)
+        depths = set()
+        for c in range(n_chains):
+            ref = reference_transition(keys[c], {"x": positions["x"][c]}, quartic_log_joint,
+                                       float(step_sizes[c]), inverse_mass, max_depth, threshold)
+            tree = (int(info.tree_depth[c]), int(info.n_leapfrogs[c]))
+            assert tree == (ref["tree_depth"], ref["n_leapfrogs"]), c
+            flags = (bool(info.is_divergent[c]), bool(info.is_turning[c]))
+            assert flags == (ref["is_divergent"], ref["is_turning"]), c
+            np.testing.assert_allclose(new.position["x"][c], ref["position"]["x"], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(float(info.acceptance_rate[c]), ref["acceptance_rate"], rtol=1e-10)
+            depths.add(ref["n_leapfrogs"])
+        assert len(depths) >= 2   # the chains' trees differ, so some froze while others stepped
+
 def test_kernel_contract():
     log_joint = lambda x: -0.5 * jnp.sum(x ** 2)
     kernel = nuts.build_kernel(max_tree_depth=4)     # small: the eager (op by op) call below is slow
