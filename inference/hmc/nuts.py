@@ -18,6 +18,12 @@ weights exp(-H).
   the current step use per-level checkpoints (each level's first momentum, its p#, the summed
   momentum before it, and the previous block's last momentum), updated by bit arithmetic on the
   step's index in its subtree. So it jits, and vmaps over chains.
+- **Chains in lockstep** (`kernel.batched`): every chain still building its trajectory is at the
+  same doubling j and the same step k of its subtree, so C chains share one loop, one step index
+  and one level-check loop; a chain that has stopped (U-turn, divergence, depth limit) freezes its
+  counts while the others go on. With `jax.vmap` of the one-chain kernel instead, every loop-carried
+  array is selected per chain at every step, and the checkpoint rows are gathered and scattered at
+  per-chain indices: twice the cost per step at d = 100 (`benchmarks/README.md`).
 
 The transition reuses `velocity_verlet` (the gradient is cached between steps: one gradient
 evaluation per leapfrog step), `gaussian_euclidean` and the HMC kernel's divergence rule.
@@ -268,8 +274,21 @@ def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0
 
 def _transitions(keys, states: HMCState, log_joint_fn: Callable, step_size, inverse_mass_matrix, *,
                  max_tree_depth: int, divergence_threshold: float) -> tuple[HMCState, NUTSInfo]:
-    """One NUTS transition of each of C chains (see `build_kernel`'s `kernel.batched`)."""
+    """One NUTS transition of each of C chains (see `build_kernel`'s `kernel.batched`).
+
+    Raises:
+      ValueError: `step_size` is not `[C]`, or `inverse_mass_matrix` not `[C, d]` or `[C, d, d]`
+        (C = the number of keys).
+    """
+    n_chains = jnp.shape(keys)[0] if jnp.ndim(keys) else None
     flat = jax.vmap(lambda p: ravel_pytree(p)[0])(states.position)
+    shapes = {"step_size": jnp.shape(step_size), "inverse_mass_matrix": jnp.shape(inverse_mass_matrix)}
+    d = flat.shape[-1]
+    if (n_chains is None or flat.shape[0] != n_chains or shapes["step_size"] != (n_chains,)
+            or shapes["inverse_mass_matrix"] not in ((n_chains, d), (n_chains, d, d))):
+        raise ValueError(f"kernel.batched takes one key per chain ({jnp.shape(keys)} given), positions "
+                         f"with a leading chain axis ({flat.shape} flat), step_size [C] and "
+                         f"inverse_mass_matrix [C, d] or [C, d, d]; got {shapes}")
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: x[0], states.position))
     grad = jax.vmap(lambda g: ravel_pytree(g)[0])(states.log_joint_grad)
     dtype = flat.dtype

@@ -112,6 +112,13 @@ def test_kernel_contract():
     assert chains.position.shape == (5, 4) and infos.tree_depth.shape == (5,)
     with pytest.raises(ValueError, match="max_tree_depth"):
         nuts.build_kernel(max_tree_depth=0)
+    keys = jax.random.split(key, 5)
+    batched = kernel.batched(keys, states, log_joint, jnp.full(5, 0.3), jnp.ones((5, 4)))   # all at once
+    np.testing.assert_allclose(batched[0].position, chains.position, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"step_size \[C\].*\(\),"):      # a shared step size: say so
+        kernel.batched(keys, states, log_joint, 0.3, jnp.ones((5, 4)))
+    with pytest.raises(ValueError, match="inverse_mass_matrix"):
+        kernel.batched(keys, states, log_joint, jnp.full(5, 0.3), jnp.ones(4))
 
 
 def test_gradient_evaluations_equal_leapfrog_steps():
