@@ -239,7 +239,10 @@ def _end_of_call(loop: _Loop, train_state: TrainState, epoch: int, records: list
 def _save(loop: _Loop, train_state: TrainState, epoch: int, records: list, is_stopped: bool) -> None:
     tree = {"params": train_state.params, "opt_state": train_state.opt_state, "state": train_state.state,
             "key": _key_data(loop.key)}
-    loop.checkpoints.save(epoch, tree, {"epoch": epoch, "is_stopped": is_stopped, "history": records})
+    # a snapshot of the history: the save finishes in the background while later epochs append to
+    # `records`, and the live list let epochs after `epoch` into this checkpoint (seen under load)
+    history = [dict(record) for record in records]
+    loop.checkpoints.save(epoch, tree, {"epoch": epoch, "is_stopped": is_stopped, "history": history})
 
 
 def _warn_skipped(records: list, first: int) -> None:

@@ -143,6 +143,24 @@ def rows():
     return np.asarray(jax.random.normal(jax.random.key(1), (50, 3)))
 
 
+
+def test_a_checkpoint_keeps_the_history_of_its_own_epoch(tmp_path, rows, monkeypatch):
+    # Saves finish in the background while training goes on: the history stored with the checkpoint
+    # of epoch e must hold e entries, whatever later epochs append (a live list let epoch e + 1 in
+    # when the save was slow, so a resumed run repeated an epoch in its history).
+    from inference.checkpoint import TrainCheckpoints
+    saved = []
+    original = TrainCheckpoints.save
+
+    def recording_save(self, epoch, pytree, metadata):
+        saved.append((epoch, metadata))
+        return original(self, epoch, pytree, metadata)
+    monkeypatch.setattr(TrainCheckpoints, "save", recording_save)
+    inference.fit(*fit_args(rows), n_epochs=3, batch_size=8, state=STATE, progress_bar=False,
+                  checkpoint_dir=tmp_path)
+    assert [epoch for epoch, _ in saved] == [1, 2, 3]
+    assert [len(metadata["history"]) for _, metadata in saved] == [1, 2, 3]
+
 def test_interrupted_then_resumed_equals_uninterrupted_bit_for_bit(tmp_path, rows):
     kwargs = dict(n_epochs=5, batch_size=8, state=STATE, progress_bar=False)
     straight = inference.fit(*fit_args(rows), **kwargs)
