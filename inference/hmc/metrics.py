@@ -49,19 +49,19 @@ def gaussian_euclidean(inverse_mass_matrix: jax.Array) -> Metric:
     """
     inverse_mass_matrix = jnp.asarray(inverse_mass_matrix)
     shape = jnp.shape(inverse_mass_matrix)
+    # the factorisations are made where a momentum is drawn (once per transition), not here: a kernel
+    # that builds the metric inside its leapfrog loop (for `velocity`) must not trace them per step
     if len(shape) == 1:
-        scale = jnp.sqrt(1.0 / inverse_mass_matrix)
-
         def sample_momentum(key, flat_position):
+            scale = jnp.sqrt(1.0 / inverse_mass_matrix)
             return scale * jax.random.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
 
         def velocity(momentum):
             return inverse_mass_matrix * momentum
 
     elif len(shape) == 2 and shape[0] == shape[1]:
-        cholesky = jnp.linalg.cholesky(inverse_mass_matrix)
-
         def sample_momentum(key, flat_position):
+            cholesky = jnp.linalg.cholesky(inverse_mass_matrix)
             z = jax.random.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
             # M^{-1} = L L^T  =>  p = L^{-T} z has covariance (L L^T)^{-1} = M.
             return jsl.solve_triangular(cholesky, z, lower=True, trans="T")

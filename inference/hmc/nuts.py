@@ -244,7 +244,9 @@ def build_kernel(max_tree_depth: int = 10, divergence_threshold: float = 1000.0
       (`benchmarks/README.md`); `NUTS.sample` and `NUTS.run` use it.
 
     Raises:
-      ValueError: `max_tree_depth` is not a positive int.
+      ValueError: `max_tree_depth` is not a positive int; from `kernel.batched`, `step_size` is not
+        `[C]` or `inverse_mass_matrix` not `[C, d]` or `[C, d, d]` (C = the number of keys, which
+        must also be the positions' leading axis), with the shapes given.
 
     Example:
       >>> kernel = build_kernel()
