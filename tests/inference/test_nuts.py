@@ -114,7 +114,10 @@ def test_kernel_contract():
         nuts.build_kernel(max_tree_depth=0)
     keys = jax.random.split(key, 5)
     batched = kernel.batched(keys, states, log_joint, jnp.full(5, 0.3), jnp.ones((5, 4)))   # all at once
+    # the same trees and draws as the vmapped kernel; float32 rounding may differ between the two
+    # programs (a few ulps after a handful of leapfrog steps), hence 1e-5
     np.testing.assert_allclose(batched[0].position, chains.position, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(batched[1].n_leapfrogs, infos.n_leapfrogs)
     with pytest.raises(ValueError, match=r"step_size \[C\].*\(\),"):      # a shared step size: say so
         kernel.batched(keys, states, log_joint, 0.3, jnp.ones((5, 4)))
     with pytest.raises(ValueError, match="inverse_mass_matrix"):
