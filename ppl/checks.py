@@ -179,10 +179,26 @@ def _check_shape(name, value, expected, event_shape):
                          f"event shape {event_shape}")
 
 
+def _on_host(value) -> np.ndarray | None:
+    """A NumPy view of a concrete array held in host memory (CPU), else None.
+
+    Checks of such arrays run in NumPy: the same check in `jax.numpy` compiles a small program per
+    shape on first use, about 40 ms each, which adds up in a first `sample` call.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if not isinstance(value, jax.Array) or all(device.platform == "cpu" for device in value.devices()):
+        return np.asarray(value)
+    return None
+
+
 def _check_finite(name, value):
-    if not jnp.issubdtype(value.dtype, jnp.floating) or bool(jnp.all(jnp.isfinite(value))):
+    if not jnp.issubdtype(value.dtype, jnp.floating):
         return
-    n_nan, n_inf = int(jnp.sum(jnp.isnan(value))), int(jnp.sum(jnp.isinf(value)))
+    xp, array = (np, host) if (host := _on_host(value)) is not None else (jnp, value)
+    if bool(xp.all(xp.isfinite(array))):
+        return
+    n_nan, n_inf = int(xp.sum(xp.isnan(array))), int(xp.sum(xp.isinf(array)))
     if n_nan or n_inf:
         raise ValueError(
             f"node {name!r}: the observation holds {n_nan} NaN and {n_inf} inf values (of "
@@ -197,8 +213,9 @@ def _check_support(name, value, distribution, mode):
         mask = distribution._mask
         if not is_concrete(mask):
             return
-        is_inside = is_inside | ~jnp.asarray(mask, bool)
-    if not is_concrete(is_inside) or bool(jnp.all(is_inside)):   # traced parameters, or all inside
+        host = _on_host(mask)
+        is_inside = is_inside | ~(host if host is not None else jnp.asarray(mask)).astype(bool)
+    if not is_concrete(is_inside):   # traced parameters
         return
     is_inside = np.asarray(is_inside)
     n_outside = int(is_inside.size - np.count_nonzero(is_inside))
@@ -216,17 +233,21 @@ def _check_support(name, value, distribution, mode):
 
 
 def _support_check(support, value):
+    """Whether each value lies in `support` (NumPy for values in host memory, see `_on_host`)."""
+    xp, value = (np, host) if (host := _on_host(value)) is not None else (jnp, jnp.asarray(value))
     base = support.base_constraint if isinstance(support, constraints.independent) else support
     if base is constraints.simplex:
         # numpyro's simplex check uses a fixed 1e-6 tolerance, finer than float32 sums resolve
-        value = jnp.asarray(value)
         tolerance = max(1e-6, 10 * value.shape[-1] * float(jnp.finfo(value.dtype).eps))
-        inside = jnp.all(value >= 0, -1) & (jnp.abs(jnp.sum(value, -1) - 1) < tolerance)
+        inside = xp.all(value >= 0, -1) & (xp.abs(xp.sum(value, -1) - 1) < tolerance)
         if isinstance(support, constraints.independent):
-            inside = jnp.all(inside.reshape(inside.shape[:inside.ndim - support.reinterpreted_batch_ndims]
-                                            + (-1,)), -1)
+            inside = xp.all(inside.reshape(inside.shape[:inside.ndim - support.reinterpreted_batch_ndims]
+                                           + (-1,)), -1)
         return inside
-    return support(value)
+    try:
+        return support(value)
+    except jax.errors.TracerArrayConversionError:   # traced parameters (numpyro's checks pick NumPy)
+        return support(jnp.asarray(value))
 
 
 _NAMED_SUPPORTS = [
