@@ -5,7 +5,7 @@ Power users compose `init`, a kernel (`build_kernel`, `nuts.build_kernel`), `win
 one jitted program, compiled once per model builder, static arguments and shapes.
 """
 
-from inference.hmc import adaptation, chees, driver, initialization, integrators, metrics, nuts, window
+from inference.hmc import adaptation, chees, driver, initialization, integrators, metrics, nuts, prng, window
 from inference.hmc.adaptation import find_reasonable_step_size, window_schedule
 from inference.hmc.base import HMCSampleInfo
 from inference.hmc.chees import ChEES, ChEESInfo, chees_adaptation
@@ -60,6 +60,7 @@ __all__ = [
     "leapfrog_trajectory",
     "metrics",
     "nuts",
+    "prng",
     "velocity_verlet",
     "window",
     "window_adaptation",

@@ -21,6 +21,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -30,13 +31,14 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike, DTypeLike
 
+from inference.hmc import prng
 from inference.hmc.kernel import HMCState, energy_change
 
 __all__ = [
     "DualAveragingState", "dual_averaging_init", "dual_averaging_update", "dual_averaging_final",
     "WelfordState", "welford_init", "welford_update", "welford_update_batch", "welford_final",
     "EMAState", "ema_init", "ema_update", "ema_final",
-    "window_schedule", "find_reasonable_step_size",
+    "window_schedule", "find_reasonable_step_size", "find_reasonable_step_sizes",
 ]
 
 
@@ -221,13 +223,60 @@ def find_reasonable_step_size(key: jax.Array, state: HMCState, log_joint_fn: Cal
     References:
       Hoffman and Gelman, `The No-U-Turn Sampler <https://arxiv.org/abs/1111.4246>`_, 2014, Alg. 4.
     """
+    step_size = jnp.asarray(step_size, jnp.result_type(*jax.tree_util.tree_leaves(state.position)))
+    cond, body = _search(state, log_joint_fn, inverse_mass_matrix, target_acceptance, max_iterations)
+    carry = (key, step_size, jnp.zeros((), jnp.int32), jnp.ones((), step_size.dtype), jnp.zeros((), bool))
+    return lax.while_loop(cond, body, carry)[1]
+
+
+def find_reasonable_step_sizes(keys: jax.Array, states: HMCState, log_joint_fn: Callable,
+                               step_size: ArrayLike, inverse_mass_matrix: ArrayLike,
+                               target_acceptance: float = 0.5, max_iterations: int = 100) -> jax.Array:
+    """`find_reasonable_step_size` of C chains in lockstep: `jax.vmap(find_reasonable_step_size)`'s result.
+
+    Every round probes the next step size of each chain whose search is still going (the others
+    keep theirs), until none is. JAX's batching of a vmapped `while_loop` computes the same, but
+    batches the loop body (a log-joint and its gradient) several times while tracing it.
+
+    Args:
+      keys: `[C]` PRNG keys.
+      states: the chains' `HMCState`, leaves `[C, ...]`.
+      log_joint_fn: as for the kernel.
+      step_size: starting step sizes `[C]`.
+      inverse_mass_matrix: `[C, d]` or `[C, d, d]`.
+      target_acceptance, max_iterations: as for `find_reasonable_step_size`.
+
+    Returns:
+      The step sizes, shape `[C]`.
+    """
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(states.position))
+    step_size = jnp.asarray(step_size, dtype)
+    n_chains = step_size.shape[0]
+    search = lambda state, imm: _search(state, log_joint_fn, imm, target_acceptance, max_iterations)
+    each_chain = lambda which, carry: jax.vmap(lambda st, imm, c: search(st, imm)[which](c))(
+        states, inverse_mass_matrix, carry)
+    going = functools.partial(each_chain, 0)
+
+    def body(carry):
+        is_going = going(carry)
+        per_chain = lambda x: jnp.broadcast_to(
+            jnp.reshape(is_going, is_going.shape + (1,) * (jnp.ndim(x) - 1)), jnp.shape(x))
+        new = each_chain(1, carry)
+        return jax.tree_util.tree_map(lambda a, b: lax.select(per_chain(a), a, b), new, carry)
+
+    carry = (keys, step_size, jnp.zeros((n_chains,), jnp.int32), jnp.ones((n_chains,), dtype),
+             jnp.zeros((n_chains,), bool))
+    return lax.while_loop(lambda carry: jnp.any(going(carry)), body, carry)[1]
+
+
+def _search(state, log_joint_fn, inverse_mass_matrix, target_acceptance, max_iterations):
+    """`(cond, body)` of one chain's step-size search, over `(key, eps, i, direction, is_done)`."""
 
     def log_accept(key, eps):
         _, energy0, energy1 = energy_change(log_joint_fn, state, key, eps, inverse_mass_matrix, 1)
         return jnp.where(jnp.isfinite(energy1), energy0 - energy1, -jnp.inf)
 
     target_log_accept = float(np.log(target_acceptance))
-    step_size = jnp.asarray(step_size, jnp.result_type(*jax.tree_util.tree_leaves(state.position)))
 
     def cond(carry):
         _, _, i, _, is_done = carry
@@ -237,7 +286,7 @@ def find_reasonable_step_size(key: jax.Array, state: HMCState, log_joint_fn: Cal
         # one probe per iteration (so the log-joint appears once in the program): iteration 0 probes
         # the starting step size and picks the direction, later ones double or halve it
         key, eps, i, direction, _ = carry
-        key, key_try = jax.random.split(key)
+        key, key_try = prng.split(key)
         is_first = i == 0
         trial = jnp.where(is_first, eps, (eps * 2.0 ** direction).astype(eps.dtype))
         gap = log_accept(key_try, trial) - target_log_accept
@@ -247,5 +296,4 @@ def find_reasonable_step_size(key: jax.Array, state: HMCState, log_joint_fn: Cal
         eps = jnp.where(is_first | (crossed & (direction > 0)), eps, trial)
         return key, eps, i + 1, direction, crossed
 
-    carry = (key, step_size, jnp.zeros((), jnp.int32), jnp.ones((), step_size.dtype), jnp.zeros((), bool))
-    return lax.while_loop(cond, body, carry)[1]
+    return cond, body

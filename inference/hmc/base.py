@@ -22,6 +22,7 @@ import ppl
 from inference.compile_cache import PROGRAMS, rebuild, split_static, static_key
 from inference.deprecation import renamed_arguments
 from inference.hmc import model as dsl
+from inference.hmc import prng
 from inference.hmc.checks import (
     MAX_DIVERGENT_FRACTION,
     MIN_ACCEPTANCE,
@@ -190,7 +191,7 @@ class HMCFamily:
         thinning, progress_bar = extra.get("thinning", thinning), extra.get("progress_bar", progress_bar)
         strategy, init = resolve_strategy(init_strategy, init)
         n_warmup = self._check_run(n_samples, n_warmup, thinning, resume, init)
-        _, key_init, key_run = jax.random.split(key, 3)
+        _, key_init, key_run = prng.split_on_host(key, 3, unstack=True)
         arrays, static = dsl.split_model(meta_bn, observed)
         summary = dsl.latent_summary(meta_bn, observed, static)
         deterministic = dsl.deterministic_summary(meta_bn, observed, static)
@@ -204,8 +205,8 @@ class HMCFamily:
         init_arrays, init_static = split_static(init)
         dtype = jnp.result_type(*[s.dtype for s in summary.values()])
         sizes = (n_chains, n_samples, n_warmup, thinning, bool(progress_bar))
-        keys = shard_chains(jax.random.split(key_run, n_chains), n_chains, mesh)
-        init_keys = shard_chains(jax.random.split(key_init, n_chains), n_chains, mesh)
+        keys = shard_chains(prng.split_on_host(key_run, n_chains), n_chains, mesh)
+        init_keys = shard_chains(prng.split_on_host(key_init, n_chains), n_chains, mesh)
         resume = shard_chains(resume, n_chains, mesh) if resume is not None else None
         step_size = jnp.asarray(self.step_size, dtype)
 
@@ -297,7 +298,7 @@ class HMCFamily:
             raise ValueError(f"{self.name} needs at least {self.min_chains} chains, got {n_chains}")
         if mesh is not None:
             check_chain_mesh(mesh, n_chains, self.name)
-        keys = shard_chains(jax.random.split(key, n_chains), n_chains, mesh)
+        keys = shard_chains(prng.split_on_host(key, n_chains), n_chains, mesh)
         run_fn = self.build_run(log_joint_fn, n_samples, n_warmup, thinning, transform_fn, progress_bar,
                                 resume=resume)
         result = run_fn(keys, shard_chains(positions, n_chains, mesh) if resume is None else None)

@@ -31,6 +31,7 @@ from jax.extend.core import jaxpr_as_fun
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
+from inference.hmc import prng
 from inference.hmc.kernel import HMCState
 from inference.mcmc_result import MCMCState
 from inference.progress import progress_callback
@@ -81,8 +82,7 @@ def per_chain_warmup(window: Any) -> ChainWarmup:
 
     return ChainWarmup(
         init=lambda keys, states, t: jax.vmap(window.init)(states, t.step_size, t.inverse_mass_matrix),
-        prepare=lambda keys, a, states, i: jax.vmap(window.prepare, in_axes=(0, 0, 0, None))(keys, a, states,
-                                                                                              i),
+        prepare=window.prepare_chains or jax.vmap(window.prepare, in_axes=(0, 0, 0, None)),
         tuned=tuned,
         update=lambda a, i, states, infos: jax.vmap(window.update, in_axes=(0, None, 0, 0))(a, i, states,
                                                                                              infos),
@@ -155,7 +155,7 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
     n_chains = keys.shape[0]
     n_total = n_warmup + n_samples * thinning
     transform_fn = transform_fn or (lambda x: x)
-    key_pairs = jax.vmap(jax.random.split)(keys)
+    key_pairs = jax.vmap(prng.split)(keys)
     warmup_keys, sample_keys = key_pairs[:, 0], key_pairs[:, 1]
     iteration = jnp.asarray(iteration, jnp.int32)
 
@@ -188,9 +188,9 @@ def sample_chains(kernel: Callable, log_joint_fn: Callable, keys: jax.Array, sta
         is_warm = i < n_warmup
         t = i - n_warmup
         # one hash for both phases (each `fold_in` is a threefry loop in the program)
-        keys_i = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jnp.where(is_warm, warmup_keys, sample_keys),
+        keys_i = jax.vmap(prng.fold_in, in_axes=(0, None))(jnp.where(is_warm, warmup_keys, sample_keys),
                                                                  jnp.where(is_warm, i, iteration + t))
-        key_pairs = jax.vmap(jax.random.split)(keys_i)
+        key_pairs = jax.vmap(prng.split)(keys_i)
         if n_warmup:
             def prepare(a, tn):
                 a = warmup.prepare(key_pairs[:, 0], a, states, i)

@@ -35,13 +35,14 @@ import numpy as np
 from jax import lax
 from numpyro.distributions.transforms import biject_to
 
+from inference.hmc import prng
 from inference.hmc.driver import trace_once
 from inference.hmc.kernel import HMCState
 from inference.hmc.kernel import init as hmc_init
 from ppl.substitution import substitute
 
 __all__ = ["MAX_INIT_TRIES", "InitStrategy", "init_to_median", "init_to_sample", "init_to_uniform",
-           "init_to_value", "initial_state"]
+           "init_to_value", "initial_state", "initial_states"]
 
 MAX_INIT_TRIES = 100   # as Stan: draws per chain before the start is declared invalid
 
@@ -137,7 +138,7 @@ def _draw(strategy: InitStrategy, key, site, transform, unconstrained_shape, dty
             return transform.inv(jnp.asarray(value, dtype))
         except NotImplementedError:   # an improper prior: fall back to the uniform box
             pass
-    return jax.random.uniform(key, unconstrained_shape, dtype, -strategy.radius, strategy.radius)
+    return prng.uniform(key, unconstrained_shape, dtype, -strategy.radius, strategy.radius)
 
 
 def initial_state(key: jax.Array, meta_bn: Any, observed: Mapping[str, Any], specs: Mapping[str, Any],
@@ -156,20 +157,44 @@ def initial_state(key: jax.Array, meta_bn: Any, observed: Mapping[str, Any], spe
     Returns:
       `(HMCState, is_valid [] bool, n_tries [] int32)`: the last try's state.
     """
+    states, is_valid, n_tries = initial_states(jnp.asarray(key)[None], meta_bn, observed, specs,
+                                               {name: jnp.asarray(v)[None] for name, v in values.items()},
+                                               strategy, log_joint_fn)
+    return jax.tree_util.tree_map(lambda x: x[0], states), is_valid[0], n_tries[0]
+
+
+def initial_states(keys: jax.Array, meta_bn: Any, observed: Mapping[str, Any], specs: Mapping[str, Any],
+                   values: Mapping[str, Any], strategy: InitStrategy, log_joint_fn: Callable
+                   ) -> tuple[HMCState, jax.Array, jax.Array]:
+    """`initial_state` of C chains, retried in lockstep: the same starts as `jax.vmap(initial_state)`.
+
+    Each round draws a try for every chain that has no valid start yet (the others keep theirs),
+    until all have one or `MAX_INIT_TRIES` rounds are done. A vmapped `while_loop` computes the same,
+    but JAX batches its body several times while tracing it (to find which carries are per-chain).
+
+    Args:
+      keys: `[C]` PRNG keys (chain c's try t uses `fold_in(keys[c], t)`).
+      meta_bn, observed, specs, strategy, log_joint_fn: as for `initial_state`.
+      values: `{name: [C, *shape] constrained values}` fixed per chain (user's `init`).
+
+    Returns:
+      `(HMCState [C], is_valid [C] bool, n_tries [C] int32)`: for a chain without a valid start, its
+      last try.
+    """
     names = list(specs)
 
-    def position_at(k):
+    def position_at(k, chain_values):
         position = {}
 
         def substitute_fn(site):
             if site.distribution is None or site.is_observed or site.name not in specs:
                 return None
             spec, transform = specs[site.name], biject_to(site.distribution.support)
-            if site.name in values:
-                value = jnp.asarray(values[site.name], spec.dtype)
+            if site.name in chain_values:
+                value = jnp.asarray(chain_values[site.name], spec.dtype)
                 position[site.name] = transform.inv(value)
                 return value
-            k_site = jax.random.fold_in(k, names.index(site.name))
+            k_site = prng.fold_in(k, names.index(site.name))
             position[site.name] = u = _draw(strategy, k_site, site, transform, spec.unconstrained_shape,
                                             spec.dtype)
             return transform(u)
@@ -179,22 +204,29 @@ def initial_state(key: jax.Array, meta_bn: Any, observed: Mapping[str, Any], spe
         return {name: position[name] for name in names}
 
     def attempt(t):
-        state = hmc_init(position_at(jax.random.fold_in(key, t)), log_joint_fn)
-        return state, _is_finite(state)
+        def one(key, chain_values):
+            state = hmc_init(position_at(prng.fold_in(key, t), chain_values), log_joint_fn)
+            return state, _is_finite(state)
+        return jax.vmap(one)(keys, values)
 
     n_tries = MAX_INIT_TRIES if set(names) - set(values) else 1   # nothing to redraw: one try
     # every try, the first included, inside the loop: one copy of the model and its gradient in the
     # program (traced once), and the loop starts from a placeholder that no caller sees
-    attempt, shapes = trace_once(attempt, jnp.int32(0))
-    placeholder = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    attempt, (state_shapes, ok_shape) = trace_once(attempt, jnp.int32(0))
+    zeros = lambda s: jnp.zeros(s.shape, s.dtype)
+    start = (jnp.int32(0), jax.tree_util.tree_map(zeros, state_shapes), zeros(ok_shape),
+             jnp.zeros(ok_shape.shape, jnp.int32))
 
     def body(carry):
-        t, _, _ = carry
-        state, ok = attempt(t)
-        return t + 1, state, ok
+        t, states, is_valid, tries = carry
+        new, new_is_valid = attempt(t)
+        retried = ~is_valid
+        per_chain = lambda x: jnp.reshape(retried, retried.shape + (1,) * (x.ndim - 1))
+        states = jax.tree_util.tree_map(lambda a, b: jnp.where(per_chain(a), a, b), new, states)
+        return t + 1, states, is_valid | new_is_valid, jnp.where(retried, t + 1, tries)
 
-    t, state, ok = lax.while_loop(lambda c: (~c[2]) & (c[0] < n_tries), body, (jnp.int32(0), *placeholder))
-    return state, ok, t
+    _, states, is_valid, tries = lax.while_loop(lambda c: jnp.any(~c[2]) & (c[0] < n_tries), body, start)
+    return states, is_valid, tries
 
 
 def _is_finite(state: HMCState):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
+from inference.hmc import prng
 from inference.hmc.integrators import IntegratorState, leapfrog_trajectory, velocity_verlet
 from inference.hmc.metrics import gaussian_euclidean
 
@@ -122,14 +123,14 @@ def transition(key: jax.Array, state: HMCState, log_joint_fn: Callable, step_siz
     Returns:
       `(HMCState, HMCInfo, proposal IntegratorState)`.
     """
-    key_momentum, key_accept = jax.random.split(key)
+    key_momentum, key_accept = prng.split(key)
     end, energy0, energy1 = energy_change(log_joint_fn, state, key_momentum, step_size, inverse_mass_matrix,
                                           n_leapfrogs)
     delta = energy1 - energy0
     safe_delta = safe_energy_change(energy0, energy1)
     acceptance_rate = jnp.minimum(1.0, jnp.exp(-safe_delta))
     is_divergent = safe_delta > divergence_threshold
-    log_u = jnp.log(jax.random.uniform(key_accept, dtype=jnp.result_type(delta)))
+    log_u = jnp.log(prng.uniform(key_accept, dtype=jnp.result_type(delta)))
     is_accepted = log_u < -safe_delta
     proposal = HMCState(end.position, end.log_joint, end.log_joint_grad)
     new_state = jax.tree_util.tree_map(lambda a, b: jnp.where(is_accepted, a, b), proposal, state)

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
+from inference.hmc import prng
+
 __all__ = ["Metric", "gaussian_euclidean"]
 
 
@@ -54,7 +56,7 @@ def gaussian_euclidean(inverse_mass_matrix: jax.Array) -> Metric:
     if len(shape) == 1:
         def sample_momentum(key, flat_position):
             scale = jnp.sqrt(1.0 / inverse_mass_matrix)
-            return scale * jax.random.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
+            return scale * prng.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
 
         def velocity(momentum):
             return inverse_mass_matrix * momentum
@@ -62,7 +64,7 @@ def gaussian_euclidean(inverse_mass_matrix: jax.Array) -> Metric:
     elif len(shape) == 2 and shape[0] == shape[1]:
         def sample_momentum(key, flat_position):
             cholesky = jnp.linalg.cholesky(inverse_mass_matrix)
-            z = jax.random.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
+            z = prng.normal(key, jnp.shape(flat_position), jnp.result_type(flat_position))
             # M^{-1} = L L^T  =>  p = L^{-T} z has covariance (L L^T)^{-1} = M.
             return jsl.solve_triangular(cholesky, z, lower=True, trans="T")
 

@@ -26,7 +26,8 @@ from jax.typing import ArrayLike
 
 import ppl
 from inference.compile_cache import CompileCache, Static, rebuild, split_static, static_key
-from inference.hmc.initialization import MAX_INIT_TRIES, InitStrategy, initial_state
+from inference.hmc import initialization
+from inference.hmc.initialization import MAX_INIT_TRIES, InitStrategy
 from inference.hmc.kernel import HMCState
 from inference.log_joint import (
     LatentSpec,
@@ -198,8 +199,8 @@ def initial_states(keys: jax.Array, meta_bn: Any, observed: Mapping[str, Any], m
     n_chains = keys.shape[0]
     values = {name: jnp.broadcast_to(jnp.asarray(value, model.specs[name].dtype),
                                      (n_chains, *model.specs[name].shape)) for name, value in init.items()}
-    one = lambda key, v: initial_state(key, meta_bn, observed, model.specs, v, strategy, model.log_joint_fn)
-    return jax.vmap(one)(keys, values)
+    return initialization.initial_states(keys, meta_bn, observed, model.specs, values, strategy,
+                                         model.log_joint_fn)
 
 
 def check_init_values(init: Mapping[str, Any], summary: Mapping[str, LatentSummary]) -> None:

@@ -57,6 +57,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
+from inference.hmc import prng
 from inference.hmc.integrators import IntegratorState, velocity_verlet
 from inference.hmc.kernel import HMCState, safe_energy_change
 from inference.hmc.metrics import gaussian_euclidean
@@ -305,7 +306,7 @@ def _transitions(keys, states: HMCState, log_joint_fn: Callable, step_size, inve
     def begin(key, x, log_joint, g, imm):
         """One chain's momentum, energy and the draws of the tree's directions and merges."""
         metric = gaussian_euclidean(imm)
-        key_momentum, key_tree = jax.random.split(key)
+        key_momentum, key_tree = prng.split(key)
         momentum = metric.sample_momentum(key_momentum, x)
         sharp = metric.velocity(momentum)
         energy0 = -log_joint + 0.5 * jnp.dot(momentum, sharp)
@@ -393,9 +394,10 @@ def tree_uniform(key: jax.Array, counter: ArrayLike) -> jax.Array:
     """U(0, 1) (float32 resolution): draw number `counter` of a transition's tree, one hash of `key`.
 
     With the default threefry keys this is `threefry_2x32(key, [counter])[0]` of
-    `jax.extend.random`, bit for bit, written out as straight-line integer arithmetic that XLA
-    fuses into one loop (JAX lowers its threefry to a rolled `while` on CPU, whose per-iteration
-    cost would be paid at every leapfrog step). Other key implementations use
+    `jax.extend.random`, bit for bit, written out as straight-line integer arithmetic
+    (`inference.hmc.prng.threefry2x32`) that XLA fuses into one loop (JAX lowers its threefry to a
+    rolled `while` on CPU, whose per-iteration cost would be paid at every leapfrog step). Other key
+    implementations use
     `uniform(fold_in(key, counter))`.
 
     Args:
@@ -408,29 +410,10 @@ def tree_uniform(key: jax.Array, counter: ArrayLike) -> jax.Array:
     counter = jnp.asarray(counter)
     if str(jax.random.key_impl(key)) != "threefry2x32":
         return jax.random.uniform(jax.random.fold_in(key, counter))
-    bits = _threefry2x32(jax.random.key_data(key), counter.astype(jnp.uint32))
+    words = jax.random.key_data(key)
+    bits = prng.threefry2x32(words[0], words[1], counter.astype(jnp.uint32), jnp.uint32(0))[0]
     mantissa = jnp.right_shift(bits, jnp.uint32(9)) | jnp.uint32(0x3F800000)
     return lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
-
-
-def _threefry2x32(key_words, count):
-    """The first output word of Threefry-2x32 (20 rounds) of the block `(count, 0)` under `key_words`.
-
-    References:
-      Salmon, Moraes, Dror and Shaw, `Parallel random numbers: as easy as 1, 2, 3
-      <https://doi.org/10.1145/2063384.2063405>`_, SC 2011.
-    """
-    rotl = lambda x, r: jnp.left_shift(x, jnp.uint32(r)) | jnp.right_shift(x, jnp.uint32(32 - r))
-    k0, k1 = key_words[0], key_words[1]
-    keys = (k0, k1, k0 ^ k1 ^ jnp.uint32(0x1BD11BDA))
-    x0, x1 = count + k0, k1
-    for i in range(5):
-        for r in ((13, 15, 26, 6), (17, 29, 16, 24))[i % 2]:
-            x0 = x0 + x1
-            x1 = rotl(x1, r) ^ x0
-        x0 = x0 + keys[(i + 1) % 3]
-        x1 = x1 + keys[(i + 2) % 3] + jnp.uint32(i + 1)
-    return x0
 
 
 class _Merged(NamedTuple):

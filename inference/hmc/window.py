@@ -41,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 from jax.typing import ArrayLike
 
 from inference.hmc import adaptation as adapt
+from inference.hmc import prng
 from inference.hmc.kernel import HMCState
 from inference.hmc.kernel import init as hmc_init
 
@@ -76,6 +77,9 @@ class WindowAdaptation(NamedTuple):
       run: `(key, position, step_size=1.0, inverse_mass_matrix=None) -> ((HMCState, parameters),
         infos)`; `infos` are the kernel's, stacked over the `n_warmup` iterations.
       n_warmup: the number of warmup iterations the schedule was built for.
+      prepare_chains: `(keys [C], adaptation_states [C], states [C], i) -> adaptation_states`, the
+        result of `jax.vmap(prepare, in_axes=(0, 0, 0, None))` with the step-size searches of the
+        chains in lockstep (`adaptation.find_reasonable_step_sizes`), which traces faster.
     """
 
     init: Callable
@@ -84,6 +88,7 @@ class WindowAdaptation(NamedTuple):
     final: Callable
     run: Callable
     n_warmup: int
+    prepare_chains: Callable | None = None
 
 
 def clip_step_size(step_size: ArrayLike) -> jax.Array:
@@ -172,6 +177,19 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
 
         return lax.cond(jnp.asarray(schedule.is_search)[i], search, lambda a: a, adaptation_state)
 
+    def prepare_chains(keys, adaptation_states: WindowAdaptationState, states: HMCState, i):
+        if not adapt_step_size or n_warmup == 0:
+            return adaptation_states
+
+        def search(a):
+            step_size = adapt.find_reasonable_step_sizes(keys, states, log_joint_fn, a.step_size,
+                                                         a.inverse_mass_matrix)
+            step_size = clip_step_size(step_size)
+            dual = jax.vmap(lambda eps: adapt.dual_averaging_init(eps, eps.dtype))(step_size)
+            return a._replace(step_size=step_size, dual=dual)
+
+        return lax.cond(jnp.asarray(schedule.is_search)[i], search, lambda a: a, adaptation_states)
+
     def update(adaptation_state: WindowAdaptationState, i, state: HMCState, info) -> WindowAdaptationState:
         a = adaptation_state
         if n_warmup == 0:
@@ -205,7 +223,7 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
 
         def body(carry, i):
             state, a = carry
-            key_prepare, key_kernel = jax.random.split(jax.random.fold_in(key, i))
+            key_prepare, key_kernel = prng.split(prng.fold_in(key, i))
             a = prepare(key_prepare, a, state, i)
             state, info = kernel(key_kernel, state, log_joint_fn, a.step_size, a.inverse_mass_matrix,
                                  **kernel_parameters)
@@ -214,7 +232,7 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
         (state, adaptation_state), infos = lax.scan(body, (state, adaptation_state), jnp.arange(n_warmup))
         return (state, final(adaptation_state)), infos
 
-    return WindowAdaptation(init, prepare, update, final, run, n_warmup)
+    return WindowAdaptation(init, prepare, update, final, run, n_warmup, prepare_chains)
 
 
 def _end_window(a: WindowAdaptationState) -> WindowAdaptationState:
