@@ -332,9 +332,8 @@ def _transitions(keys, states: HMCState, log_joint_fn: Callable, step_size, inve
         sub = _build_subtree(start, going, j, step=step, velocity=velocity, energy0=energy0, step_size=eps,
                              key_tree=key_tree, first_counter=first_counter, max_tree_depth=max_tree_depth,
                              divergence_threshold=divergence_threshold)
-        extended = many(functools.partial(_extend_with, max_tree_depth=max_tree_depth))(
-            t, sub, right, log_u_merge[:, j])
-        return j + 1, _select(going, extended, t)
+        return j + 1, many(functools.partial(_extend_with, max_tree_depth=max_tree_depth))(
+            t, sub, right, log_u_merge[:, j], going)
 
     _, trajectory = lax.while_loop(lambda carry: jnp.any(~carry[1].is_done), extend,
                                    (jnp.zeros((), jnp.int32), trajectory))
@@ -379,15 +378,21 @@ def _build_subtree(start: IntegratorState, going, depth, *, step, velocity, ener
                           (jnp.zeros((), jnp.int32), sub, going))[1]
 
 
-def _extend_with(t: _Trajectory, sub: _Subtree, go_right, log_u, *, max_tree_depth) -> _Trajectory:
-    """One chain's trajectory after its doubling: merged with the subtree if the subtree is valid."""
+def _extend_with(t: _Trajectory, sub: _Subtree, go_right, log_u, going, *, max_tree_depth) -> _Trajectory:
+    """One chain's trajectory after its doubling: merged with the subtree if the subtree is valid.
+
+    A chain that is not `going` (its trajectory was already done) keeps `t` unchanged. That select
+    is folded into the merge's (one select per array, not two).
+    """
     is_valid = ~sub.is_divergent & ~sub.is_turning
     merged = _merge(t, sub, go_right, log_u)
-    depth = t.depth + is_valid.astype(t.depth.dtype)
-    totals = dict(depth=depth, n_leapfrogs=t.n_leapfrogs + sub.leaf, sum_accept=t.sum_accept + sub.sum_accept,
-                  is_divergent=sub.is_divergent, is_turning=sub.is_turning | (is_valid & merged.is_turning),
-                  is_done=~is_valid | merged.is_turning | (depth >= max_tree_depth))
-    return _Trajectory(*_select(is_valid, merged[:7], tuple(t[:7])), **totals)
+    depth = t.depth + (going & is_valid).astype(t.depth.dtype)
+    ends = dict(is_divergent=sub.is_divergent, is_turning=sub.is_turning | (is_valid & merged.is_turning),
+                is_done=~is_valid | merged.is_turning | (depth >= max_tree_depth))
+    totals = dict(depth=depth, n_leapfrogs=jnp.where(going, t.n_leapfrogs + sub.leaf, t.n_leapfrogs),
+                  sum_accept=jnp.where(going, t.sum_accept + sub.sum_accept, t.sum_accept),
+                  **{name: jnp.where(going, value, getattr(t, name)) for name, value in ends.items()})
+    return _Trajectory(*_select(going & is_valid, merged[:7], tuple(t[:7])), **totals)
 
 
 def tree_uniform(key: jax.Array, counter: ArrayLike) -> jax.Array:
