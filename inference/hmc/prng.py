@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,7 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = 0x1BD11BDA
 
 
-def threefry2x32(k0, k1, x0, x1):
+def threefry2x32(k0: ArrayLike, k1: ArrayLike, x0: ArrayLike, x1: ArrayLike) -> tuple[Any, Any]:
     """Threefry-2x32 with 20 rounds: the two output words of the block `(x0, x1)` under key `(k0, k1)`.
 
     Works on `jax.Array`s (traced or not; written in `lax` operations, which trace in about half
@@ -59,7 +60,7 @@ def threefry2x32(k0, k1, x0, x1):
     """
     if all(isinstance(v, (np.ndarray, np.generic)) for v in (k0, k1, x0, x1)):
         return _rounds(k0, k1, x0, x1, np)
-    return _rounds(k0, k1, x0, x1, lax)
+    return _rounds_lax(*(jnp.asarray(v, jnp.uint32) for v in (k0, k1, x0, x1)))
 
 
 def _rounds(k0, k1, x0, x1, xp):
@@ -79,6 +80,10 @@ def _rounds(k0, k1, x0, x1, xp):
         x0 = add(x0, keys[(i + 1) % 3])
         x1 = add(add(x1, keys[(i + 2) % 3]), u32(i + 1))
     return x0, x1
+
+
+# jitted: a program that hashes at many sites traces the rounds once per shape
+_rounds_lax = jax.jit(functools.partial(_rounds, xp=lax))
 
 
 def _key_words(key):

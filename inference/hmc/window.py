@@ -165,30 +165,25 @@ def window_adaptation(kernel: Callable, log_joint_fn: Callable, n_warmup: int, *
         return WindowAdaptationState(step_size, jnp.asarray(inverse_mass_matrix, dtype),
                                      adapt.dual_averaging_init(step_size, dtype), mass)
 
-    def prepare(key, adaptation_state: WindowAdaptationState, state: HMCState, i) -> WindowAdaptationState:
-        if not adapt_step_size or n_warmup == 0:
-            return adaptation_state
+    def searching(find_step_size, dual_init):
+        """`prepare` (one chain) or `prepare_chains` (C chains), by the step-size search they use."""
 
-        def search(a):
-            step_size = adapt.find_reasonable_step_size(key, state, log_joint_fn, a.step_size,
-                                                        a.inverse_mass_matrix)
-            step_size = clip_step_size(step_size)
-            return a._replace(step_size=step_size, dual=adapt.dual_averaging_init(step_size, step_size.dtype))
+        def prepare_fn(key, adaptation_state: WindowAdaptationState, state: HMCState, i):
+            if not adapt_step_size or n_warmup == 0:
+                return adaptation_state
 
-        return lax.cond(jnp.asarray(schedule.is_search)[i], search, lambda a: a, adaptation_state)
+            def search(a):
+                step_size = clip_step_size(find_step_size(key, state, log_joint_fn, a.step_size,
+                                                          a.inverse_mass_matrix))
+                return a._replace(step_size=step_size, dual=dual_init(step_size))
 
-    def prepare_chains(keys, adaptation_states: WindowAdaptationState, states: HMCState, i):
-        if not adapt_step_size or n_warmup == 0:
-            return adaptation_states
+            return lax.cond(jnp.asarray(schedule.is_search)[i], search, lambda a: a, adaptation_state)
 
-        def search(a):
-            step_size = adapt.find_reasonable_step_sizes(keys, states, log_joint_fn, a.step_size,
-                                                         a.inverse_mass_matrix)
-            step_size = clip_step_size(step_size)
-            dual = jax.vmap(lambda eps: adapt.dual_averaging_init(eps, eps.dtype))(step_size)
-            return a._replace(step_size=step_size, dual=dual)
+        return prepare_fn
 
-        return lax.cond(jnp.asarray(schedule.is_search)[i], search, lambda a: a, adaptation_states)
+    dual_init = lambda step_size: adapt.dual_averaging_init(step_size, step_size.dtype)
+    prepare = searching(adapt.find_reasonable_step_size, dual_init)
+    prepare_chains = searching(adapt.find_reasonable_step_sizes, jax.vmap(dual_init))
 
     def update(adaptation_state: WindowAdaptationState, i, state: HMCState, info) -> WindowAdaptationState:
         a = adaptation_state

@@ -5,6 +5,7 @@ Statistical checks are MCSE z-tests, z = (E_hat[f] - E[f]) / MCSE with MCSE = sd
 6.8e-6 per comparison for a normal z.
 """
 
+import functools
 import warnings
 
 import jax
@@ -152,3 +153,25 @@ def test_deterministic_nodes_are_returned():
     np.testing.assert_array_equal(only["mean"], samples["mean"])
     with pytest.raises(ValueError, match=r"return_nodes \['bogus'\]"):
         HMC(0.1, 3).sample(jax.random.key(0), regression(x), {"y": y}, n_samples=7, return_nodes=["bogus"])
+
+
+def test_retries_in_lockstep_start_where_the_vmapped_retries_start():
+    # `initial_states` retries all chains in one loop; `initial_state` is one chain's loop
+    from inference.hmc import initialization
+
+    meta_bn, observed = narrow(), {"y": jnp.asarray(1.7)}
+    _, static = dsl.split_model(meta_bn, observed)
+    model = dsl.log_joint_model(meta_bn, observed, dsl.latent_summary(meta_bn, observed, static))
+    keys = jax.random.split(jax.random.key(2), 6)
+    common = dict(meta_bn=meta_bn, observed=observed, specs=model.specs, values={},
+                  strategy=inference.init_to_uniform(), log_joint_fn=model.log_joint_fn)
+    start = functools.partial(initialization.initial_state, **common)
+    starts = functools.partial(initialization.initial_states, **common)
+    states, is_valid, n_tries = jax.jit(starts)(keys)
+    states_v, is_valid_v, n_tries_v = jax.jit(jax.vmap(start))(keys)
+    np.testing.assert_array_equal(is_valid, is_valid_v)
+    assert np.all(is_valid) and len(set(np.asarray(n_tries).tolist())) > 1   # retried, unequally
+    np.testing.assert_array_equal(n_tries, n_tries_v)
+    np.testing.assert_array_equal(states.position["x"], states_v.position["x"])   # the same draws
+    # XLA may fuse the two loops differently: the log-joint agrees to float32 rounding
+    np.testing.assert_allclose(states.log_joint, states_v.log_joint, rtol=1e-6)

@@ -68,3 +68,23 @@ def test_short_warmup_warning_for_nuts_too():
         inference.NUTS().run(jax.random.key(0), lambda x: -0.5 * jnp.sum(x ** 2), jnp.zeros((2, 2)),
                              n_samples=5, n_warmup=40)
     assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_step_size_searches_in_lockstep_equal_the_vmapped_search(dense):
+    # chains whose searches end after different numbers of probes (some double, some halve), so
+    # the lockstep loop keeps finished chains frozen while the others go on
+    scales = jnp.array([0.1, 1.0, 3.0])
+    log_joint = lambda x: -0.5 * jnp.sum((x / scales) ** 2)
+    positions = jnp.array([[0.1, 0.5, -1.0], [1.0, -2.0, 0.3], [0.0, 0.0, 0.0], [0.2, 0.1, 5.0]])
+    states = jax.vmap(lambda x: inference.hmc.init(x, log_joint))(positions)
+    keys = jax.random.split(jax.random.key(4), 4)
+    step_sizes = jnp.array([1e-4, 0.5, 10.0, 0.05])
+    imm = jnp.ones(3) if not dense else jnp.array([[1.0, 0.3, 0.0], [0.3, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    imms = jnp.broadcast_to(imm, (4, *imm.shape))
+    vmapped = jax.jit(jax.vmap(inference.hmc.find_reasonable_step_size, in_axes=(0, 0, None, 0, 0)),
+                      static_argnums=2)(keys, states, log_joint, step_sizes, imms)
+    lockstep = jax.jit(inference.hmc.adaptation.find_reasonable_step_sizes, static_argnums=2)(
+        keys, states, log_joint, step_sizes, imms)
+    assert len(set(np.round(np.log2(np.asarray(vmapped / step_sizes))).tolist())) > 1   # different lengths
+    np.testing.assert_array_equal(lockstep, vmapped)   # powers of two of the same starts: exact
