@@ -248,10 +248,21 @@ def find_reasonable_step_sizes(keys: jax.Array, states: HMCState, log_joint_fn: 
 
     Returns:
       The step sizes, shape `[C]`.
+
+    Raises:
+      ValueError: `step_size` is not `[C]`, or the keys, positions or `inverse_mass_matrix` do not
+        have the same leading chain axis C (the shapes are given).
     """
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(states.position))
     step_size = jnp.asarray(step_size, dtype)
-    n_chains = step_size.shape[0]
+    n_chains = jnp.shape(keys)[0] if jnp.ndim(keys) else None
+    leading = {jnp.shape(x)[:1] for x in jax.tree_util.tree_leaves(states.position)}
+    if (n_chains is None or jnp.shape(step_size) != (n_chains,) or leading != {(n_chains,)}
+            or jnp.shape(inverse_mass_matrix)[:1] != (n_chains,)):
+        raise ValueError(f"find_reasonable_step_sizes takes one key per chain ({jnp.shape(keys)} given), "
+                         f"step_size [C] ({jnp.shape(step_size)}), positions with a leading chain axis "
+                         f"({sorted(leading)}) and inverse_mass_matrix [C, d] or [C, d, d] "
+                         f"({jnp.shape(inverse_mass_matrix)})")
     search = lambda state, imm: _search(state, log_joint_fn, imm, target_acceptance, max_iterations)
     each_chain = lambda which, carry: jax.vmap(lambda st, imm, c: search(st, imm)[which](c))(
         states, inverse_mass_matrix, carry)

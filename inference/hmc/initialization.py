@@ -180,8 +180,20 @@ def initial_states(keys: jax.Array, meta_bn: Any, observed: Mapping[str, Any], s
     Returns:
       `(HMCState [C], is_valid [C] bool, n_tries [C] int32)`: for a chain without a valid start, its
       last try.
+
+    Raises:
+      ValueError: `keys` is not `[C]`, or a value in `values` has no leading axis of C (the node and
+        the shapes are named).
     """
     names = list(specs)
+    if jnp.ndim(keys) != 1 and not (jnp.ndim(keys) == 2 and jnp.shape(keys)[-1] == 2
+                                    and jnp.result_type(keys) == jnp.uint32):
+        raise ValueError(f"initial_states takes one key per chain, [C]; got keys of shape {jnp.shape(keys)}")
+    n_chains = jnp.shape(keys)[0]
+    for name, value in values.items():
+        if jnp.shape(value)[:1] != (n_chains,):
+            raise ValueError(f"initial_states: values[{name!r}] has shape {jnp.shape(value)}, without the "
+                             f"leading chain axis of {n_chains} that the keys give")
 
     def position_at(k, chain_values):
         position = {}

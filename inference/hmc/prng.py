@@ -149,13 +149,17 @@ def split(key: jax.Array, num: int = 2) -> jax.Array:
 
     Args:
       key: one PRNG key (typed `[]` or raw `uint32[2]`).
-      num: the number of keys (a positive int).
+      num: the number of keys, an int (a shape tuple goes through `jax.random.split`).
 
     Returns:
       `num` keys, `[num]` typed or `[num, 2]` raw, like `key`.
+
+    Raises:
+      Whatever `jax.random.split` raises for a negative `num` or a batch of keys (it is called for
+      them).
     """
     fast = _key_words(key)
-    if fast is None:
+    if fast is None or not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 0:
         return jax.random.split(key, num)
     words, rewrap = fast
     return rewrap(_split_words(words, int(num)))
@@ -166,13 +170,21 @@ def fold_in(key: jax.Array, data: ArrayLike) -> jax.Array:
 
     Args:
       key: one PRNG key (typed `[]` or raw `uint32[2]`).
-      data: an integer scalar below 2^32.
+      data: an integer scalar: an array of at most 32 bits, or a Python int in [0, 2^32).
 
     Returns:
       A key like `key`.
+
+    Raises:
+      Whatever `jax.random.fold_in` raises for other data (it is called for them), e.g.
+      `OverflowError` for a negative Python int.
     """
     fast = _key_words(key)
-    if fast is None or jnp.ndim(data) or jnp.iinfo(jnp.result_type(data)).bits > 32:
+    if isinstance(data, int) and not isinstance(data, bool):
+        data = np.uint32(data) if 0 <= data < 2 ** 32 else data   # Python ints as jax.random takes them
+    if (fast is None or isinstance(data, (int, float)) or jnp.ndim(data)
+            or not jnp.issubdtype(jnp.result_type(data), jnp.integer)
+            or jnp.iinfo(jnp.result_type(data)).bits > 32):
         return jax.random.fold_in(key, data)
     words, rewrap = fast
     return rewrap(_fold_in_words(words, jnp.asarray(data)))

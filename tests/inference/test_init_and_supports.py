@@ -163,11 +163,11 @@ def test_retries_in_lockstep_start_where_the_vmapped_retries_start():
     _, static = dsl.split_model(meta_bn, observed)
     model = dsl.log_joint_model(meta_bn, observed, dsl.latent_summary(meta_bn, observed, static))
     keys = jax.random.split(jax.random.key(2), 6)
-    common = dict(meta_bn=meta_bn, observed=observed, specs=model.specs, values={},
+    common = dict(meta_bn=meta_bn, observed=observed, specs=model.specs,
                   strategy=inference.init_to_uniform(), log_joint_fn=model.log_joint_fn)
-    start = functools.partial(initialization.initial_state, **common)
+    start = functools.partial(initialization.initial_state, values={}, **common)
     starts = functools.partial(initialization.initial_states, **common)
-    states, is_valid, n_tries = jax.jit(starts)(keys)
+    states, is_valid, n_tries = jax.jit(functools.partial(starts, values={}))(keys)
     states_v, is_valid_v, n_tries_v = jax.jit(jax.vmap(start))(keys)
     np.testing.assert_array_equal(is_valid, is_valid_v)
     assert np.all(is_valid) and len(set(np.asarray(n_tries).tolist())) > 1   # retried, unequally
@@ -175,3 +175,7 @@ def test_retries_in_lockstep_start_where_the_vmapped_retries_start():
     np.testing.assert_array_equal(states.position["x"], states_v.position["x"])   # the same draws
     # XLA may fuse the two loops differently: the log-joint agrees to float32 rounding
     np.testing.assert_allclose(states.log_joint, states_v.log_joint, rtol=1e-6)
+
+    # values without the chains' leading axis are refused by name before anything is traced
+    with pytest.raises(ValueError, match=r"values\['x'\] has shape \(\)"):
+        starts(keys, values={"x": jnp.asarray(1.5)})

@@ -86,3 +86,20 @@ def test_threefry2x32_matches_the_published_known_answer():
     assert (int(got[0]), int(got[1])) == (0x1CB996FC, 0xBB002BE7)
     traced = jax.jit(prng.threefry2x32)(*(jnp.uint32(0xFFFFFFFF),) * 4)
     assert (int(traced[0]), int(traced[1])) == (0x1CB996FC, 0xBB002BE7)
+
+
+def test_edge_inputs_behave_as_in_jax_random():
+    key = jax.random.key(8)
+    # a negative Python int is refused as jax.random refuses it; one above 2^31 is taken
+    with pytest.raises(OverflowError):
+        jax.random.fold_in(key, -1)
+    with pytest.raises(OverflowError):
+        prng.fold_in(key, -1)
+    big = 2 ** 31 + 5
+    np.testing.assert_array_equal(_data(prng.fold_in(key, big)), _data(jax.random.fold_in(key, big)))
+    neg = jnp.int32(-5)   # an int32 array wraps to 2^32 - 5 in both
+    np.testing.assert_array_equal(_data(prng.fold_in(key, neg)), _data(jax.random.fold_in(key, neg)))
+    # a shape instead of a count, and zero keys
+    np.testing.assert_array_equal(_data(prng.split(key, (2, 3))), _data(jax.random.split(key, (2, 3))))
+    assert _data(prng.split(key, 0)).shape == (0, 2)
+    assert prng.normal(key, (0, 3)).shape == (0, 3)

@@ -88,3 +88,16 @@ def test_step_size_searches_in_lockstep_equal_the_vmapped_search(dense):
         keys, states, log_joint, step_sizes, imms)
     assert len(set(np.round(np.log2(np.asarray(vmapped / step_sizes))).tolist())) > 1   # different lengths
     np.testing.assert_array_equal(lockstep, vmapped)   # powers of two of the same starts: exact
+
+
+def test_lockstep_step_size_search_names_mismatched_chain_axes():
+    log_joint = lambda x: -0.5 * jnp.sum(x ** 2)
+    states = jax.vmap(lambda x: inference.hmc.init(x, log_joint))(jnp.zeros((3, 2)))
+    keys = jax.random.split(jax.random.key(0), 3)
+    search = inference.hmc.adaptation.find_reasonable_step_sizes
+    with pytest.raises(ValueError, match=r"step_size \[C\] \(\(\)\)"):
+        search(keys, states, log_joint, 0.1, jnp.ones((3, 2)))
+    with pytest.raises(ValueError, match=r"inverse_mass_matrix .*\(\(2,\)\)"):
+        search(keys, states, log_joint, jnp.full(3, 0.1), jnp.ones(2))
+    with pytest.raises(ValueError, match=r"one key per chain \(\(2,\) given\)"):
+        search(keys[:2], states, log_joint, jnp.full(3, 0.1), jnp.ones((3, 2)))
